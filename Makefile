@@ -1,0 +1,53 @@
+# Bastion developer commands. `make help` lists them.
+
+SHELL := /bin/bash
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+FLASK := $(VENV)/bin/flask
+PORT ?= 8000
+export FLASK_APP := bastion
+
+.DEFAULT_GOAL := help
+
+.PHONY: help install run test lint fmt migrate clean
+
+help: ## List the targets.
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	# Put src/ on the venv's import path so flask, gunicorn and pytest find bastion.
+	echo "$(CURDIR)/src" > "$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/bastion.pth"
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install requirements.txt.
+
+var/dev.env: install
+	$(PY) -m bastion.devenv --env-file var/dev.env
+
+migrate: var/dev.env ## Apply pending migrations to the development database.
+	source var/dev.env && $(FLASK) db upgrade
+
+run: install ## Serve the API on 127.0.0.1:$(PORT) with a local database.
+	$(PY) -m bastion.devenv --env-file var/dev.env
+	source var/dev.env && $(FLASK) db upgrade && $(FLASK) keys rotate --if-missing \
+		&& exec $(VENV)/bin/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) wsgi:app
+
+test: install ## Run the test suite against a fresh test database.
+	$(PY) -m bastion.devenv --env-file var/test.env
+	source var/test.env && $(VENV)/bin/pytest $(PYTEST_ARGS)
+
+lint: install ## Check style and types.
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/mypy
+
+fmt: install ## Format the code.
+	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests
+
+clean: ## Remove the virtualenv and local state under var/.
+	rm -rf $(VENV) var

@@ -1,0 +1,138 @@
+"""Bastion: a multi-tenant contacts API on PostgreSQL, secure by default."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from flask import Flask, Response, g, request
+
+from bastion.config import Settings
+from bastion.db import Database
+
+logger = logging.getLogger(__name__)
+
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def create_app(settings: Settings | None = None, *, open_pool: bool = True) -> Flask:
+    """Build the application from ``settings`` (default: the environment)."""
+    from bastion.logging import configure_logging
+
+    settings = settings or Settings.from_env()
+    configure_logging(settings.log_level)
+
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    db = Database(settings)
+    if open_pool:
+        db.open()
+    _init_services(app, settings, db)
+    _init_request_hooks(app)
+
+    from bastion.api import api
+    from bastion.api.ops import bp as ops_bp
+    from bastion.cli import register_commands
+    from bastion.errors import register_error_handlers
+
+    register_error_handlers(app)
+    app.register_blueprint(api)
+    app.register_blueprint(ops_bp)
+    register_commands(app)
+    return app
+
+
+def _init_services(app: Flask, settings: Settings, db: Database) -> None:
+    from bastion.auth import init_jwt, issue_access_token
+    from bastion.pagination import CursorCodec
+    from bastion.passwords import PasswordHasher
+    from bastion.services import Services
+    from bastion.services.accounts import AccountService
+    from bastion.services.audit import AuditService
+    from bastion.services.contacts import ContactService
+    from bastion.services.keys import KeyRing, KeyService
+    from bastion.services.sessions import SessionService
+    from bastion.services.users import UserService
+
+    hasher = PasswordHasher(settings.bcrypt_rounds)
+    cursors = CursorCodec(settings.secret_key)
+    keys = KeyService(db, key_encryption_key=settings.jwt_key_encryption_key)
+    key_ring = KeyRing(keys, refresh_seconds=settings.signing_key_cache_seconds)
+    init_jwt(app, settings, key_ring)
+
+    def issue(user_id: str, session_id: str) -> str:
+        return issue_access_token(key_ring, user_id=user_id, session_id=session_id)
+
+    app.extensions["bastion"] = Services(
+        settings=settings,
+        db=db,
+        keys=keys,
+        key_ring=key_ring,
+        accounts=AccountService(db, hasher),
+        users=UserService(db, hasher, cursors),
+        contacts=ContactService(db, cursors),
+        sessions=SessionService(
+            db,
+            hasher,
+            issue_access_token=issue,
+            access_token_ttl=settings.access_token_ttl,
+            refresh_token_ttl=settings.refresh_token_ttl,
+        ),
+        audit=AuditService(db, cursors),
+    )
+
+
+def _init_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def start_request() -> None:
+        g.started_at = time.perf_counter()
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def finish_request(response: Response) -> Response:
+        response.headers["X-Request-ID"] = g.get("request_id") or uuid.uuid4().hex
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        response.headers.setdefault("Cache-Control", "no-store")
+        if request.is_secure:
+            response.headers["Strict-Transport-Security"] = (
+                "max-age=63072000; includeSubDomains"
+            )
+        _log_request(response)
+        return response
+
+
+def _log_request(response: Response) -> None:
+    from flask_jwt_extended import get_current_user
+
+    try:
+        user = get_current_user()
+    except RuntimeError:
+        user = None
+    started = g.get("started_at")
+    logger.info(
+        "request",
+        extra={
+            "method": request.method,
+            "route": request.url_rule.rule if request.url_rule else None,
+            "status": response.status_code,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2)
+            if started
+            else None,
+            "user_id": getattr(user, "id", None),
+            "account_id": getattr(user, "account_id", None),
+            "remote_addr": request.remote_addr,
+        },
+    )

@@ -1,0 +1,97 @@
+"""Contacts of the caller's account."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from flask import Blueprint, Response, url_for
+from marshmallow import Schema
+
+from bastion import policy
+from bastion.api.common import (
+    if_match_version,
+    load_json,
+    load_query,
+    no_content,
+    page_response,
+    resource_response,
+)
+from bastion.auth import caller_context, current_user
+from bastion.errors import ForbiddenError
+from bastion.schemas.contacts import (
+    ContactListQuerySchema,
+    ContactSchema,
+    ContactWriteSchema,
+)
+from bastion.services import registry
+
+bp = Blueprint("contacts", __name__, url_prefix="/contacts")
+
+list_query_schema = ContactListQuerySchema()
+contact_write_schema = ContactWriteSchema()
+contact_schema = ContactSchema()
+contact_without_notes_schema = ContactSchema(exclude=("notes",))
+
+
+def _output_schema() -> Schema:
+    if policy.can_read_contact_notes(current_user().role):
+        return contact_schema
+    return contact_without_notes_schema
+
+
+def _require_writer() -> None:
+    if not policy.can_write_contacts(current_user().role):
+        raise ForbiddenError("Your role cannot change contacts.")
+
+
+@bp.get("")
+def list_contacts() -> Response:
+    """List the account's contacts, optionally filtered by ``q``."""
+    query = load_query(list_query_schema)
+    items, next_cursor = registry().contacts.list_contacts(
+        caller_context(), limit=query["limit"], cursor=query["cursor"], q=query["q"]
+    )
+    return page_response(_output_schema().dump(items, many=True), next_cursor)
+
+
+@bp.post("")
+def create_contact() -> Response:
+    """Create a contact in the caller's account."""
+    _require_writer()
+    data = load_json(contact_write_schema, protected=policy.CONTACT_PROTECTED_FIELDS)
+    contact = registry().contacts.create_contact(caller_context(), data)
+    response = resource_response(_output_schema().dump(contact), contact, status=201)
+    response.headers["Location"] = url_for(".get_contact", contact_id=contact["id"])
+    return response
+
+
+@bp.get("/<uuid:contact_id>")
+def get_contact(contact_id: UUID) -> Response:
+    """Return one contact."""
+    contact = registry().contacts.get_contact(caller_context(), str(contact_id))
+    return resource_response(_output_schema().dump(contact), contact)
+
+
+@bp.patch("/<uuid:contact_id>")
+def update_contact(contact_id: UUID) -> Response:
+    """Change some fields of a contact."""
+    _require_writer()
+    data = load_json(
+        contact_write_schema, protected=policy.CONTACT_PROTECTED_FIELDS, partial=True
+    )
+    contact = registry().contacts.update_contact(
+        caller_context(), str(contact_id), data, expected_version=if_match_version()
+    )
+    return resource_response(_output_schema().dump(contact), contact)
+
+
+@bp.delete("/<uuid:contact_id>")
+def delete_contact(contact_id: UUID) -> Response:
+    """Soft-delete a contact."""
+    registry().contacts.delete_contact(
+        caller_context(),
+        str(contact_id),
+        actor_role=current_user().role,
+        expected_version=if_match_version(),
+    )
+    return no_content()

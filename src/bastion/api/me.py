@@ -1,0 +1,47 @@
+"""The caller's own user and account."""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from bastion.api.common import load_json, resource_response
+from bastion.auth import caller_context, current_user
+from bastion.policy import USER_PROTECTED_FIELDS
+from bastion.schemas.accounts import AccountSchema
+from bastion.schemas.users import MeUpdateSchema, UserSchema
+from bastion.services import registry
+
+bp = Blueprint("me", __name__, url_prefix="/me")
+
+user_schema = UserSchema()
+account_schema = AccountSchema()
+me_update_schema = MeUpdateSchema()
+
+
+@bp.get("")
+def get_me() -> Response:
+    """Return the caller's user and account."""
+    services = registry()
+    ctx = caller_context()
+    user = services.users.get_user(ctx, current_user().id)
+    account = services.accounts.get_account(ctx)
+    return resource_response(
+        {"user": user_schema.dump(user), "account": account_schema.dump(account)}, user
+    )
+
+
+@bp.patch("")
+def update_me() -> Response:
+    """Change the caller's display name."""
+    data = load_json(
+        me_update_schema,
+        protected=USER_PROTECTED_FIELDS | {"role", "is_active"},
+    )
+    services = registry()
+    ctx = caller_context()
+    user = services.users.update_me(ctx, name=data["name"])
+    account = services.accounts.get_account(ctx)
+    return resource_response(
+        {"user": user_schema.dump(user), "account": account_schema.dump(account)}, user
+    )
+

@@ -1,0 +1,39 @@
+"""Health checks and the public signing keys, outside ``/api/v1``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, jsonify
+
+from bastion.errors import ServiceUnavailableError
+from bastion.services import registry
+
+logger = logging.getLogger(__name__)
+
+bp = Blueprint("ops", __name__)
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """Report that the process is running; checks no dependency."""
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz() -> Response:
+    """Report whether PostgreSQL answers within a short timeout."""
+    try:
+        registry().db.ping(timeout=2.0)
+    except Exception as exc:  # noqa: BLE001 - any failure means not ready
+        logger.warning("readiness_failed", extra={"dependency": "postgresql", "error_type": type(exc).__name__})
+        raise ServiceUnavailableError("The service is not ready.") from exc
+    return jsonify({"status": "ready"})
+
+
+@bp.get("/.well-known/jwks.json")
+def jwks() -> Response:
+    """Publish the public keys that verify access tokens."""
+    response = jsonify({"keys": registry().key_ring.public_jwks()})
+    response.headers["Cache-Control"] = "public, max-age=60"
+    return response

@@ -1,0 +1,205 @@
+"""Admin commands: ``flask db|accounts|users|keys|tokens ...``.
+
+Commands that take a password read it from a prompt, or from the first line
+of standard input when it is not a terminal; never from the command line.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import Flask
+from flask.cli import AppGroup
+from marshmallow import ValidationError
+
+from bastion.db import TxContext
+from bastion.errors import BastionError
+from bastion.policy import ROLES
+from bastion.schemas.common import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+from bastion.services import registry
+from bastion.services.audit import CLI_ACTOR
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+
+db_cli = AppGroup("db", help="Apply and inspect schema migrations.")
+accounts_cli = AppGroup("accounts", help="Manage accounts.")
+users_cli = AppGroup("users", help="Manage users.")
+keys_cli = AppGroup("keys", help="Manage the keys that sign access tokens.")
+tokens_cli = AppGroup("tokens", help="Maintain stored tokens.")
+
+
+def register_commands(app: Flask) -> None:
+    for group in (db_cli, accounts_cli, users_cli, keys_cli, tokens_cli):
+        app.cli.add_command(group)
+
+
+def _cli_context(account_id: str | None = None) -> TxContext:
+    return TxContext(account_id=account_id, actor=CLI_ACTOR)
+
+
+def _read_password() -> str:
+    if sys.stdin.isatty():
+        password: str = click.prompt(
+            "Password", hide_input=True, confirmation_prompt=True
+        )
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
+        raise click.ClickException(
+            f"the password must be between {PASSWORD_MIN_LENGTH} and "
+            f"{PASSWORD_MAX_LENGTH} characters long"
+        )
+    return password
+
+
+def _fail_on_domain_error(exc: BastionError | ValidationError) -> click.ClickException:
+    if isinstance(exc, ValidationError):
+        return click.ClickException(f"invalid input: {exc.messages}")
+    return click.ClickException(exc.message)
+
+
+# -- db ------------------------------------------------------------------------
+
+
+def _yoyo_backend() -> Any:
+    from yoyo import get_backend
+
+    url = registry().settings.migration_database_url
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return get_backend(url)
+
+
+@db_cli.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    from yoyo import read_migrations
+
+    backend = _yoyo_backend()
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    with backend.lock():
+        pending = backend.to_apply(migrations)
+        backend.apply_migrations(pending)
+    click.echo(f"applied {len(pending)} migration(s)")
+
+
+@db_cli.command("status")
+def db_status() -> None:
+    """List applied and pending migrations; exit 1 if any is pending."""
+    from yoyo import read_migrations
+
+    backend = _yoyo_backend()
+    migrations = read_migrations(str(MIGRATIONS_DIR))
+    applied = backend.get_applied_migration_hashes()
+    pending = 0
+    for migration in migrations:
+        state = "applied" if migration.hash in applied else "pending"
+        pending += state == "pending"
+        click.echo(f"{state:8} {migration.id}")
+    if pending:
+        raise click.ClickException(f"{pending} migration(s) pending")
+
+
+# -- accounts and users --------------------------------------------------------
+
+
+@accounts_cli.command("create")
+@click.option("--name", required=True, help="Account name.")
+def accounts_create(name: str) -> None:
+    """Create an empty account and print its id; add its owner with users create."""
+    account_id = registry().accounts.create_empty_account(_cli_context(), name=name)
+    click.echo(account_id)
+
+
+@users_cli.command("create")
+@click.option("--account", "account_id", required=True, help="Account id (UUID).")
+@click.option("--email", required=True, help="Login email of the new user.")
+@click.option("--name", required=True, help="Display name.")
+@click.option(
+    "--role",
+    type=click.Choice(ROLES),
+    default="member",
+    show_default=True,
+    help="Role; 'owner' hands ownership over from the current owner.",
+)
+def users_create(account_id: str, email: str, name: str, role: str) -> None:
+    """Create a user; the password is read from a prompt or stdin."""
+    from bastion.schemas.users import UserCreateSchema
+
+    password = _read_password()
+    try:
+        data = UserCreateSchema().load(
+            {"name": name, "email": email, "role": role, "password": password}
+        )
+        user = registry().users.create_user(
+            _cli_context(account_id), actor_role="owner", **data
+        )
+    except (BastionError, ValidationError) as exc:
+        raise _fail_on_domain_error(exc) from None
+    click.echo(str(user["id"]))
+
+
+@users_cli.command("set-password")
+@click.option("--email", required=True, help="Login email of the user.")
+def users_set_password(email: str) -> None:
+    """Set a user's password and end their sessions."""
+    password = _read_password()
+    try:
+        registry().users.set_password(_cli_context(), email=email, password=password)
+    except BastionError as exc:
+        raise _fail_on_domain_error(exc) from None
+    click.echo("password updated; the user's sessions have ended")
+
+
+@users_cli.command("deactivate")
+@click.option("--email", required=True, help="Login email of the user.")
+def users_deactivate(email: str) -> None:
+    """Deactivate a user and end their sessions (not the owner)."""
+    try:
+        registry().users.deactivate_by_email(_cli_context(), email=email)
+    except BastionError as exc:
+        raise _fail_on_domain_error(exc) from None
+    click.echo("user deactivated")
+
+
+# -- keys and tokens -----------------------------------------------------------
+
+
+@keys_cli.command("rotate")
+@click.option(
+    "--if-missing", is_flag=True, help="Only create a key when none is active."
+)
+def keys_rotate(if_missing: bool) -> None:
+    """Create a new signing key; instances start signing with it shortly."""
+    keys = registry().keys
+    if if_missing and any(key["retired_at"] is None for key in keys.list_keys()):
+        click.echo("an active signing key exists; nothing to do")
+        return
+    click.echo(keys.rotate_key())
+
+
+@keys_cli.command("list")
+def keys_list() -> None:
+    """List signing keys, newest first."""
+    for key in registry().keys.list_keys():
+        state = "retired" if key["retired_at"] else "active"
+        click.echo(f"{key['kid']}  {key['algorithm']}  {state:7}  {key['created_at']:%Y-%m-%dT%H:%M:%SZ}")
+
+
+@keys_cli.command("retire")
+@click.argument("kid")
+def keys_retire(kid: str) -> None:
+    """Stop a key from signing or verifying; its tokens become invalid."""
+    if not registry().keys.retire_key(kid):
+        raise click.ClickException(f"no active key with id {kid!r}")
+    click.echo(f"retired {kid}")
+
+
+@tokens_cli.command("purge-expired")
+def tokens_purge_expired() -> None:
+    """Delete expired sessions, refresh tokens and reset tokens."""
+    count = registry().sessions.purge_expired()
+    click.echo(f"deleted {count} expired row(s)")

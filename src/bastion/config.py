@@ -1,0 +1,200 @@
+"""Settings read once from the environment at start-up.
+
+Every setting comes from an environment variable ``NAME``. When ``NAME_FILE``
+is set instead, the value is read from that file (trailing whitespace
+stripped), which is how platforms mount secrets. No ``.env`` file is read.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TypeVar
+
+T = TypeVar("T")
+
+ENVIRONMENTS = ("production", "development", "test")
+MIN_SECRET_LENGTH = 32
+PLACEHOLDER_SECRETS = {"changeme", "secret", "change-me", "dev", "development"}
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message lists every problem."""
+
+
+def _parse_bool(raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected one of true/false, yes/no, on/off, 1/0")
+
+
+def _parse_positive_int(raw: str) -> int:
+    value = int(raw)
+    if value < 1:
+        raise ValueError("must be a positive integer")
+    return value
+
+
+def _parse_non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError("must be zero or a positive integer")
+    return value
+
+
+def _parse_positive_float(raw: str) -> float:
+    value = float(raw)
+    if value <= 0:
+        raise ValueError("must be a positive number")
+    return value
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+class _Reader:
+    """Collect settings and every error found while parsing them."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.environ = environ
+        self.errors: list[str] = []
+
+    def raw(self, name: str) -> str | None:
+        file_name = self.environ.get(f"{name}_FILE")
+        if file_name:
+            try:
+                with open(file_name, encoding="utf-8") as handle:
+                    return handle.read().rstrip()
+            except OSError as exc:
+                self.errors.append(
+                    f"{name}_FILE: cannot read {file_name!r} ({exc.strerror})"
+                )
+                return None
+        value = self.environ.get(name)
+        if value is None or value == "":
+            return None
+        return value
+
+    def get(
+        self,
+        name: str,
+        default: T,
+        parse: Callable[[str], T],
+    ) -> T:
+        raw = self.raw(name)
+        if raw is None:
+            return default
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            self.errors.append(f"{name}: invalid value ({exc})")
+            return default
+
+    def required(self, name: str) -> str:
+        raw = self.raw(name)
+        if raw is None:
+            self.errors.append(f"{name}: missing (set {name} or {name}_FILE)")
+            return ""
+        return raw
+
+    def secret(self, name: str) -> str:
+        value = self.required(name)
+        if value and (
+            len(value) < MIN_SECRET_LENGTH or value.lower() in PLACEHOLDER_SECRETS
+        ):
+            self.errors.append(
+                f"{name}: must be a random value of at least "
+                f"{MIN_SECRET_LENGTH} characters"
+            )
+        return value
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Typed settings for one process."""
+
+    env: str
+    database_url: str
+    migration_database_url: str
+    secret_key: str
+    jwt_key_encryption_key: str
+    jwt_issuer: str = "bastion"
+    jwt_audience: str = "bastion-api"
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 24 * 3600
+    signing_key_cache_seconds: int = 30
+    db_pool_min_size: int = 1
+    db_pool_max_size: int = 4
+    db_pool_timeout: float = 5.0
+    db_connect_timeout: int = 5
+    max_content_length: int = 1024 * 1024
+    signup_enabled: bool = True
+    bcrypt_rounds: int = 12
+    log_level: str = "INFO"
+
+    @property
+    def is_production(self) -> bool:
+        return self.env == "production"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Build settings from ``environ`` (default ``os.environ``).
+
+        Raises ConfigError naming every missing or invalid setting.
+        """
+        reader = _Reader(os.environ if environ is None else environ)
+        env = reader.get("BASTION_ENV", "production", str)
+        if env not in ENVIRONMENTS:
+            reader.errors.append(
+                f"BASTION_ENV: invalid value {env!r} "
+                f"(expected one of {', '.join(ENVIRONMENTS)})"
+            )
+        database_url = reader.required("DATABASE_URL")
+        settings = cls(
+            env=env,
+            database_url=database_url,
+            migration_database_url=reader.get(
+                "MIGRATION_DATABASE_URL", database_url, str
+            ),
+            secret_key=reader.secret("SECRET_KEY"),
+            jwt_key_encryption_key=reader.secret("JWT_KEY_ENCRYPTION_KEY"),
+            jwt_issuer=reader.get("JWT_ISSUER", "bastion", str),
+            jwt_audience=reader.get("JWT_AUDIENCE", "bastion-api", str),
+            access_token_ttl=reader.get(
+                "ACCESS_TOKEN_TTL_SECONDS", 900, _parse_positive_int
+            ),
+            refresh_token_ttl=reader.get(
+                "REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, _parse_positive_int
+            ),
+            signing_key_cache_seconds=reader.get(
+                "SIGNING_KEY_CACHE_SECONDS", 30, _parse_non_negative_int
+            ),
+            db_pool_min_size=reader.get("DB_POOL_MIN_SIZE", 1, _parse_positive_int),
+            db_pool_max_size=reader.get("DB_POOL_MAX_SIZE", 4, _parse_positive_int),
+            db_pool_timeout=reader.get("DB_POOL_TIMEOUT", 5.0, _parse_positive_float),
+            db_connect_timeout=reader.get(
+                "DB_CONNECT_TIMEOUT", 5, _parse_positive_int
+            ),
+            max_content_length=reader.get(
+                "MAX_CONTENT_LENGTH", 1024 * 1024, _parse_positive_int
+            ),
+            signup_enabled=reader.get("SIGNUP_ENABLED", True, _parse_bool),
+            bcrypt_rounds=reader.get("BCRYPT_ROUNDS", 12, _parse_positive_int),
+            log_level=reader.get("LOG_LEVEL", "INFO", str.upper),
+        )
+        if settings.db_pool_min_size > settings.db_pool_max_size:
+            reader.errors.append("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")
+        if not 4 <= settings.bcrypt_rounds <= 31:
+            reader.errors.append("BCRYPT_ROUNDS: must be between 4 and 31")
+        if settings.is_production and settings.bcrypt_rounds < 12:
+            reader.errors.append("BCRYPT_ROUNDS: must be at least 12 in production")
+        if reader.errors:
+            raise ConfigError(
+                "invalid configuration:\n  " + "\n  ".join(reader.errors)
+            )
+        return settings

@@ -1,0 +1,2 @@
+"""Marshmallow schemas: load schemas validate requests, dump schemas shape
+responses. Every load schema rejects unknown fields."""

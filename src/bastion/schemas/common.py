@@ -1,0 +1,82 @@
+"""Fields and base schemas shared by every resource."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from bastion.pagination import DEFAULT_LIMIT, MAX_LIMIT
+
+PASSWORD_MIN_LENGTH = 12
+PASSWORD_MAX_LENGTH = 1024
+
+
+class LoadSchema(Schema):
+    """Base for request schemas: unknown fields are an error, never dropped."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class UtcDateTime(fields.DateTime):
+    """An RFC 3339 timestamp in UTC with a ``Z`` suffix."""
+
+    def _serialize(self, value: Any, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError("expected a datetime")
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class StrictBoolean(fields.Boolean):
+    """A boolean that accepts only JSON ``true`` and ``false``."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, bool):
+            raise ValidationError("Not a valid boolean.")
+        return value
+
+
+def not_blank(value: str) -> None:
+    if not value.strip():
+        raise ValidationError("Must not be blank.")
+
+
+def name_field(*, required: bool = True) -> fields.String:
+    return fields.String(
+        required=required,
+        validate=[validate.Length(min=1, max=200), not_blank],
+    )
+
+
+def email_field(*, required: bool = True, allow_none: bool = False) -> fields.Email:
+    return fields.Email(
+        required=required,
+        allow_none=allow_none,
+        validate=validate.Length(max=320),
+    )
+
+
+def password_field() -> fields.String:
+    return fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(
+            min=PASSWORD_MIN_LENGTH,
+            max=PASSWORD_MAX_LENGTH,
+            error="Must be between {min} and {max} characters long.",
+        ),
+    )
+
+
+class PageQuerySchema(LoadSchema):
+    """Query parameters of every list."""
+
+    limit = fields.Integer(
+        load_default=DEFAULT_LIMIT,
+        validate=validate.Range(min=1, max=MAX_LIMIT),
+    )
+    cursor = fields.String(load_default=None, validate=validate.Length(max=512))

@@ -1,0 +1,52 @@
+"""Contact schemas."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+from bastion.schemas.common import (
+    LoadSchema,
+    PageQuerySchema,
+    UtcDateTime,
+    email_field,
+    name_field,
+)
+
+MAX_TAGS = 50
+
+
+def _optional_text(max_length: int) -> fields.String:
+    return fields.String(allow_none=True, validate=validate.Length(max=max_length))
+
+
+class ContactWriteSchema(LoadSchema):
+    """Body of ``POST /contacts``; ``PATCH`` loads it with ``partial=True``."""
+
+    name = name_field()
+    email = email_field(required=False, allow_none=True)
+    phone = _optional_text(50)
+    company = _optional_text(200)
+    notes = _optional_text(10_000)
+    tags = fields.List(
+        fields.String(validate=validate.Length(min=1, max=50)),
+        validate=validate.Length(max=MAX_TAGS),
+    )
+
+
+class ContactListQuerySchema(PageQuerySchema):
+    q = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+
+
+class ContactSchema(Schema):
+    """A contact as members, admins and owners see it."""
+
+    id = fields.UUID(dump_only=True)
+    name = fields.String(dump_only=True)
+    email = fields.String(dump_only=True, allow_none=True)
+    phone = fields.String(dump_only=True, allow_none=True)
+    company = fields.String(dump_only=True, allow_none=True)
+    notes = fields.String(dump_only=True, allow_none=True)
+    tags = fields.List(fields.String(), dump_only=True)
+    created_by = fields.UUID(dump_only=True, allow_none=True)
+    created_at = UtcDateTime(dump_only=True)
+    updated_at = UtcDateTime(dump_only=True)

@@ -1,0 +1,225 @@
+"""Contacts of an account."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from psycopg import errors as pg_errors
+from psycopg import sql
+
+from bastion import policy
+from bastion.db import Cursor, Database, TxContext
+from bastion.errors import (
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    PreconditionFailedError,
+)
+from bastion.pagination import CursorCodec, after_params, page_scope, split_page
+from bastion.services.audit import record_event
+
+CONTACT_COLUMNS = sql.SQL(
+    "id, name, email, phone, company, notes, tags, created_by, version, "
+    "created_at, updated_at"
+)
+EMAIL_TAKEN = "A contact with this email already exists in the account."
+NOT_FOUND = "The contact was not found."
+
+
+def like_pattern(text: str) -> str:
+    """Return a LIKE pattern matching ``text`` anywhere, case-folded."""
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class ContactService:
+    """List, create, change and remove contacts within the caller's account."""
+
+    def __init__(self, db: Database, cursors: CursorCodec) -> None:
+        self.db = db
+        self.cursors = cursors
+
+    def list_contacts(
+        self, ctx: TxContext, *, limit: int, cursor: str | None, q: str | None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Return one page of contacts, oldest first, optionally searched."""
+        assert ctx.account_id is not None
+        scope = page_scope("contacts", ctx.account_id, q)
+        after = self.cursors.decode(cursor, scope=scope) if cursor else None
+        search = sql.SQL("AND search_text LIKE %(pattern)s" if q else "")
+
+        with self.db.read(ctx) as cur:
+            cur.execute(
+                sql.SQL(
+                    """
+                    SELECT {columns}
+                    FROM contacts
+                    WHERE account_id = %(account_id)s
+                      AND deleted_at IS NULL
+                      {search}
+                      AND (created_at, id) > (%(after_created_at)s, %(after_id)s)
+                    ORDER BY created_at, id
+                    LIMIT %(limit)s
+                    """
+                ).format(columns=CONTACT_COLUMNS, search=search),
+                {
+                    "account_id": ctx.account_id,
+                    "pattern": like_pattern(q) if q else None,
+                    "limit": limit + 1,
+                    **after_params(after),
+                },
+            )
+            rows = cur.fetchall()
+
+        return split_page(rows, limit, self.cursors, scope)
+
+    def get_contact(self, ctx: TxContext, contact_id: str) -> dict[str, Any]:
+        """Return one contact of the caller's account; raise NotFoundError."""
+        with self.db.read(ctx) as cur:
+            return _select_contact(cur, ctx, contact_id)
+
+    def create_contact(self, ctx: TxContext, data: dict[str, Any]) -> dict[str, Any]:
+        """Insert a contact created by the caller."""
+        columns = [name for name in sorted(data) if name in policy.CONTACT_WRITABLE_FIELDS]
+        query = sql.SQL(
+            """
+            INSERT INTO contacts (account_id, created_by, {names})
+            VALUES (%(account_id)s, %(user_id)s, {values})
+            RETURNING {columns}
+            """
+        ).format(
+            names=sql.SQL(", ").join(map(sql.Identifier, columns)),
+            values=sql.SQL(", ").join(map(sql.Placeholder, columns)),
+            columns=CONTACT_COLUMNS,
+        )
+        params = {name: data[name] for name in columns}
+
+        with self.db.write(ctx) as cur:
+            try:
+                cur.execute(
+                    query,
+                    {**params, "account_id": ctx.account_id, "user_id": ctx.user_id},
+                )
+            except pg_errors.UniqueViolation as exc:
+                raise ConflictError(EMAIL_TAKEN) from exc
+            row = cur.fetchone()
+
+        assert row is not None
+        return row
+
+    def update_contact(
+        self,
+        ctx: TxContext,
+        contact_id: str,
+        changes: dict[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> dict[str, Any]:
+        """Apply ``changes``; raise PreconditionFailedError on a stale version."""
+        # Column names come from the policy allowlist, never from request keys.
+        columns = [
+            name for name in sorted(changes) if name in policy.CONTACT_WRITABLE_FIELDS
+        ]
+        assignments = [
+            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
+            for name in columns
+        ]
+        query = sql.SQL(
+            """
+            UPDATE contacts
+            SET {assignments}
+            WHERE id = %(contact_id)s
+              AND account_id = %(account_id)s
+              AND deleted_at IS NULL
+              AND version = coalesce(%(expected_version)s, version)
+            RETURNING {columns}
+            """
+        ).format(
+            assignments=sql.SQL(", ").join(
+                [*assignments, sql.SQL("updated_at = now(), version = version + 1")]
+            ),
+            columns=CONTACT_COLUMNS,
+        )
+        params = {name: changes[name] for name in columns}
+
+        with self.db.write(ctx) as cur:
+            try:
+                cur.execute(
+                    query,
+                    {
+                        **params,
+                        "contact_id": contact_id,
+                        "account_id": ctx.account_id,
+                        "expected_version": expected_version,
+                    },
+                )
+            except pg_errors.UniqueViolation as exc:
+                raise ConflictError(EMAIL_TAKEN) from exc
+            row = cur.fetchone()
+            if row is None:
+                # Tell a stale version apart from a missing contact.
+                _select_contact(cur, ctx, contact_id)
+                raise PreconditionFailedError()
+
+        return row
+
+    def delete_contact(
+        self,
+        ctx: TxContext,
+        contact_id: str,
+        *,
+        actor_role: str,
+        expected_version: int | None = None,
+    ) -> None:
+        """Soft-delete a contact; members may delete only their own."""
+        assert ctx.user_id is not None
+
+        with self.db.write(ctx) as cur:
+            contact = _select_contact(cur, ctx, contact_id, for_update=True)
+            created_by = contact["created_by"]
+            allowed = policy.can_delete_contact(
+                actor_role,
+                actor_id=ctx.user_id,
+                created_by=str(created_by) if created_by else None,
+            )
+            if not allowed:
+                raise ForbiddenError("Your role can delete only contacts you created.")
+            if expected_version is not None and contact["version"] != expected_version:
+                raise PreconditionFailedError()
+            cur.execute(
+                """
+                UPDATE contacts
+                SET deleted_at = now(), updated_at = now(), version = version + 1
+                WHERE id = %(contact_id)s
+                  AND account_id = %(account_id)s
+                """,
+                {"contact_id": contact_id, "account_id": ctx.account_id},
+            )
+            record_event(
+                cur,
+                ctx,
+                "contact.deleted",
+                account_id=ctx.account_id,
+                target_type="contact",
+                target_id=contact_id,
+            )
+
+
+def _select_contact(
+    cur: Cursor, ctx: TxContext, contact_id: str, *, for_update: bool = False
+) -> dict[str, Any]:
+    query = sql.SQL(
+        """
+        SELECT {columns}
+        FROM contacts
+        WHERE id = %(contact_id)s
+          AND account_id = %(account_id)s
+          AND deleted_at IS NULL
+        {lock}
+        """
+    ).format(columns=CONTACT_COLUMNS, lock=sql.SQL("FOR UPDATE" if for_update else ""))
+    cur.execute(query, {"contact_id": contact_id, "account_id": ctx.account_id})
+    row = cur.fetchone()
+    if row is None:
+        raise NotFoundError(NOT_FOUND)
+    return row

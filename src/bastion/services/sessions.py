@@ -1,0 +1,355 @@
+"""Login sessions: passwords in, token pairs out, and their revocation.
+
+A session is one login. Its refresh tokens form a family: each refresh
+marks the presented token used and issues the next one. Presenting a used
+token again means it was copied, so the whole family is revoked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from bastion.auth import CurrentUser
+from bastion.db import Cursor, Database, TxContext
+from bastion.errors import UnauthorizedError
+from bastion.passwords import PasswordHasher
+from bastion.services.audit import record_event
+
+logger = logging.getLogger(__name__)
+
+# Failed logins before an account is locked, and the lock's growth: the
+# first lock lasts LOCK_BASE_SECONDS and each further failure doubles it,
+# up to LOCK_MAX_SECONDS.
+LOCK_THRESHOLD = 5
+LOCK_BASE_SECONDS = 30
+LOCK_MAX_SECONDS = 3600
+
+AccessTokenIssuer = Callable[[str, str], str]
+
+
+@dataclass(frozen=True)
+class TokenPair:
+    access_token: str
+    refresh_token: str
+    expires_in: int
+
+
+def hash_token(token: str) -> bytes:
+    """Return the SHA-256 digest under which an opaque token is stored."""
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def revoke_user_sessions(
+    cur: Cursor, *, user_id: str, reason: str, keep_session_id: str | None = None
+) -> None:
+    """Revoke every live session of a user, except ``keep_session_id``."""
+    cur.execute(
+        """
+        UPDATE auth_sessions
+        SET revoked_at = now(), revoked_reason = %(reason)s
+        WHERE user_id = %(user_id)s
+          AND revoked_at IS NULL
+          AND id IS DISTINCT FROM %(keep_session_id)s
+        """,
+        {"user_id": user_id, "reason": reason, "keep_session_id": keep_session_id},
+    )
+
+
+class SessionService:
+    """Log users in, rotate refresh tokens and end sessions."""
+
+    def __init__(
+        self,
+        db: Database,
+        hasher: PasswordHasher,
+        *,
+        issue_access_token: AccessTokenIssuer,
+        access_token_ttl: int,
+        refresh_token_ttl: int,
+    ) -> None:
+        self.db = db
+        self.hasher = hasher
+        self.issue_access_token = issue_access_token
+        self.access_token_ttl = access_token_ttl
+        self.refresh_token_ttl = refresh_token_ttl
+
+    def login(self, ctx: TxContext, *, email: str, password: str) -> TokenPair:
+        """Check the credentials and open a session; raise UnauthorizedError.
+
+        Every failure (unknown email, wrong password, inactive or locked
+        user) raises the same error after the same hashing work.
+        """
+        with self.db.read(ctx) as cur:
+            cur.execute(
+                """
+                SELECT id, account_id, password_hash, is_active,
+                       locked_until IS NOT NULL AND locked_until > now() AS locked
+                FROM users
+                WHERE lower(email) = lower(%(email)s)
+                  AND deleted_at IS NULL
+                """,
+                {"email": email},
+            )
+            user = cur.fetchone()
+
+        # Hash outside any transaction: a connection is never held while
+        # bcrypt runs.
+        if user is None:
+            self.hasher.verify_dummy(password)
+            self._record_unknown_email(ctx)
+            raise UnauthorizedError("The email or password is incorrect.")
+        matches, new_hash = self.hasher.verify(password, user["password_hash"])
+        if not matches or not user["is_active"] or user["locked"]:
+            self._record_failure(ctx, user, wrong_password=not matches)
+            raise UnauthorizedError("The email or password is incorrect.")
+
+        return self._open_session(ctx, user, new_hash)
+
+    def _record_unknown_email(self, ctx: TxContext) -> None:
+        with self.db.write(ctx) as cur:
+            record_event(
+                cur,
+                ctx,
+                "login.failed",
+                account_id=None,
+                details={"reason": "unknown_email"},
+            )
+
+    def _record_failure(
+        self, ctx: TxContext, user: dict[str, Any], *, wrong_password: bool
+    ) -> None:
+        reason = "wrong_password"
+        if not wrong_password:
+            reason = "inactive" if not user["is_active"] else "locked"
+        with self.db.write(ctx) as cur:
+            if wrong_password:
+                cur.execute(
+                    """
+                    UPDATE users
+                    SET failed_login_count = failed_login_count + 1,
+                        locked_until = CASE
+                            WHEN failed_login_count + 1 >= %(threshold)s
+                            THEN now() + make_interval(secs => least(
+                                %(max_seconds)s,
+                                %(base_seconds)s
+                                * power(2, failed_login_count + 1 - %(threshold)s)
+                            ))
+                            ELSE locked_until
+                        END
+                    WHERE id = %(user_id)s
+                    """,
+                    {
+                        "user_id": user["id"],
+                        "threshold": LOCK_THRESHOLD,
+                        "base_seconds": LOCK_BASE_SECONDS,
+                        "max_seconds": LOCK_MAX_SECONDS,
+                    },
+                )
+            record_event(
+                cur,
+                ctx,
+                "login.failed",
+                account_id=str(user["account_id"]),
+                actor_id=str(user["id"]),
+                target_type="user",
+                target_id=str(user["id"]),
+                details={"reason": reason},
+            )
+
+    def _open_session(
+        self, ctx: TxContext, user: dict[str, Any], new_hash: str | None
+    ) -> TokenPair:
+        refresh_token = secrets.token_urlsafe(32)
+        user_id = str(user["id"])
+
+        with self.db.write(ctx) as cur:
+            cur.execute(
+                """
+                UPDATE users
+                SET last_login_at = now(),
+                    failed_login_count = 0,
+                    locked_until = NULL,
+                    password_hash = coalesce(%(new_hash)s, password_hash)
+                WHERE id = %(user_id)s
+                """,
+                {"user_id": user_id, "new_hash": new_hash},
+            )
+            cur.execute(
+                """
+                INSERT INTO auth_sessions (user_id, expires_at)
+                VALUES (%(user_id)s, now() + make_interval(secs => %(ttl)s))
+                RETURNING id
+                """,
+                {"user_id": user_id, "ttl": self.refresh_token_ttl},
+            )
+            session = cur.fetchone()
+            assert session is not None
+            session_id = str(session["id"])
+            self._insert_refresh_token(cur, session_id, refresh_token)
+            record_event(
+                cur,
+                ctx,
+                "login.succeeded",
+                account_id=str(user["account_id"]),
+                actor_id=user_id,
+                target_type="user",
+                target_id=user_id,
+            )
+
+        return self._token_pair(user_id, session_id, refresh_token)
+
+    def _insert_refresh_token(self, cur: Cursor, session_id: str, token: str) -> None:
+        cur.execute(
+            """
+            INSERT INTO refresh_tokens (token_hash, session_id, expires_at)
+            SELECT %(token_hash)s, id, expires_at
+            FROM auth_sessions
+            WHERE id = %(session_id)s
+            """,
+            {"token_hash": hash_token(token), "session_id": session_id},
+        )
+
+    def _token_pair(self, user_id: str, session_id: str, refresh: str) -> TokenPair:
+        return TokenPair(
+            access_token=self.issue_access_token(user_id, session_id),
+            refresh_token=refresh,
+            expires_in=self.access_token_ttl,
+        )
+
+    def refresh(self, ctx: TxContext, *, refresh_token: str) -> TokenPair:
+        """Swap a refresh token for a new pair; reuse revokes the session."""
+        new_token = secrets.token_urlsafe(32)
+        reused = False
+
+        with self.db.write(ctx) as cur:
+            cur.execute(
+                """
+                SELECT rt.session_id, rt.used_at, u.id AS user_id, u.account_id
+                FROM refresh_tokens AS rt
+                JOIN auth_sessions AS s ON s.id = rt.session_id
+                JOIN users AS u ON u.id = s.user_id
+                WHERE rt.token_hash = %(token_hash)s
+                  AND rt.expires_at > now()
+                  AND s.revoked_at IS NULL
+                  AND u.is_active
+                  AND u.deleted_at IS NULL
+                FOR UPDATE OF rt, s
+                """,
+                {"token_hash": hash_token(refresh_token)},
+            )
+            row = cur.fetchone()
+            if row is not None:
+                session_id = str(row["session_id"])
+                user_id = str(row["user_id"])
+                reused = row["used_at"] is not None
+                if reused:
+                    self._revoke_reused_family(cur, ctx, row)
+                else:
+                    cur.execute(
+                        """
+                        UPDATE refresh_tokens
+                        SET used_at = now()
+                        WHERE token_hash = %(token_hash)s
+                        """,
+                        {"token_hash": hash_token(refresh_token)},
+                    )
+                    self._insert_refresh_token(cur, session_id, new_token)
+
+        # Raised after the block so that the revocation above is committed.
+        if row is None or reused:
+            raise UnauthorizedError("The refresh token is invalid or expired.")
+        return self._token_pair(user_id, session_id, new_token)
+
+    def _revoke_reused_family(
+        self, cur: Cursor, ctx: TxContext, row: dict[str, Any]
+    ) -> None:
+        cur.execute(
+            """
+            UPDATE auth_sessions
+            SET revoked_at = now(), revoked_reason = 'refresh_token_reused'
+            WHERE id = %(session_id)s
+            """,
+            {"session_id": row["session_id"]},
+        )
+        logger.warning(
+            "refresh_token_reused",
+            extra={"user_id": str(row["user_id"]), "session_id": str(row["session_id"])},
+        )
+        record_event(
+            cur,
+            ctx,
+            "refresh_token.reused",
+            account_id=str(row["account_id"]),
+            actor_id=str(row["user_id"]),
+            target_type="session",
+            target_id=str(row["session_id"]),
+        )
+
+    def logout(self, ctx: TxContext, *, session_id: str) -> None:
+        """Revoke the caller's session and with it every token of the family."""
+        with self.db.write(ctx) as cur:
+            cur.execute(
+                """
+                UPDATE auth_sessions
+                SET revoked_at = now(), revoked_reason = 'logout'
+                WHERE id = %(session_id)s
+                  AND user_id = %(user_id)s
+                  AND revoked_at IS NULL
+                """,
+                {"session_id": session_id, "user_id": ctx.user_id},
+            )
+            record_event(
+                cur,
+                ctx,
+                "logout",
+                account_id=ctx.account_id,
+                target_type="session",
+                target_id=session_id,
+            )
+
+    def load_current_user(self, *, user_id: str, session_id: str) -> CurrentUser | None:
+        """Load the caller if the user is active and the session is live.
+
+        One statement over two primary keys; this is the per-request cost of
+        immediate revocation.
+        """
+        with self.db.read() as cur:
+            cur.execute(
+                """
+                SELECT u.id, u.account_id, u.role
+                FROM users AS u
+                JOIN auth_sessions AS s ON s.user_id = u.id
+                WHERE u.id = %(user_id)s
+                  AND s.id = %(session_id)s
+                  AND s.revoked_at IS NULL
+                  AND s.expires_at > now()
+                  AND u.is_active
+                  AND u.deleted_at IS NULL
+                """,
+                {"user_id": user_id, "session_id": session_id},
+            )
+            row = cur.fetchone()
+        if row is None:
+            return None
+        return CurrentUser(
+            id=str(row["id"]),
+            account_id=str(row["account_id"]),
+            role=row["role"],
+            session_id=session_id,
+        )
+
+    def purge_expired(self) -> int:
+        """Delete expired sessions (their tokens cascade); return the count."""
+        with self.db.write() as cur:
+            cur.execute(
+                """
+                DELETE FROM auth_sessions
+                WHERE expires_at < now()
+                """
+            )
+            return cur.rowcount
