@@ -7,22 +7,19 @@ of standard input when it is not a terminal; never from the command line.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
-from typing import Any
 
 import click
 from flask import Flask
 from flask.cli import AppGroup
 from marshmallow import ValidationError
 
+from bastion import migrate
 from bastion.db import TxContext
 from bastion.errors import BastionError
 from bastion.policy import ROLES
 from bastion.schemas.common import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from bastion.services import registry
 from bastion.services.audit import CLI_ACTOR
-
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
 db_cli = AppGroup("db", help="Apply and inspect schema migrations.")
 accounts_cli = AppGroup("accounts", help="Manage accounts.")
@@ -64,41 +61,20 @@ def _fail_on_domain_error(exc: BastionError | ValidationError) -> click.ClickExc
 # -- db ------------------------------------------------------------------------
 
 
-def _yoyo_backend() -> Any:
-    from yoyo import get_backend
-
-    url = registry().settings.migration_database_url
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
-        url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    return get_backend(url)
-
-
 @db_cli.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
-    from yoyo import read_migrations
-
-    backend = _yoyo_backend()
-    migrations = read_migrations(str(MIGRATIONS_DIR))
-    with backend.lock():
-        pending = backend.to_apply(migrations)
-        backend.apply_migrations(pending)
-    click.echo(f"applied {len(pending)} migration(s)")
+    applied = migrate.upgrade(registry().settings.migration_database_url)
+    click.echo(f"applied {len(applied)} migration(s)")
 
 
 @db_cli.command("status")
 def db_status() -> None:
     """List applied and pending migrations; exit 1 if any is pending."""
-    from yoyo import read_migrations
-
-    backend = _yoyo_backend()
-    migrations = read_migrations(str(MIGRATIONS_DIR))
-    applied = backend.get_applied_migration_hashes()
-    pending = 0
-    for migration in migrations:
-        state = "applied" if migration.hash in applied else "pending"
-        pending += state == "pending"
-        click.echo(f"{state:8} {migration.id}")
+    states = migrate.status(registry().settings.migration_database_url)
+    for migration_id, applied in states:
+        click.echo(f"{'applied' if applied else 'pending':8} {migration_id}")
+    pending = sum(not applied for _, applied in states)
     if pending:
         raise click.ClickException(f"{pending} migration(s) pending")
 

@@ -1,0 +1,228 @@
+"""Fixtures: a fresh PostgreSQL database per run, the app, and factories.
+
+The test database is created from ``DATABASE_URL`` with the name
+``TEST_DATABASE_NAME`` (default ``bastion_test``), dropped first if present,
+and migrated once. Tests make their own accounts, so none depends on rows
+another test made.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psycopg
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from psycopg import sql
+
+from bastion import create_app, migrate
+from bastion.config import Settings
+from bastion.migrate import database_name, with_database
+
+PASSWORD = "correct horse battery staple"
+
+# Keys that must never appear in any JSON body the API returns.
+FORBIDDEN_KEYS = {
+    "password",
+    "password_hash",
+    "failed_login_count",
+    "locked_until",
+    "deleted_at",
+    "token_hash",
+    "private_key",
+    "account_id",
+    "version",
+    "search_text",
+}
+
+
+def find_forbidden_keys(body: Any, path: str = "$") -> list[str]:
+    """Return the paths of forbidden keys anywhere in a decoded JSON body."""
+    found: list[str] = []
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if key in FORBIDDEN_KEYS:
+                found.append(f"{path}.{key}")
+            found += find_forbidden_keys(value, f"{path}.{key}")
+    elif isinstance(body, list):
+        for index, value in enumerate(body):
+            found += find_forbidden_keys(value, f"{path}[{index}]")
+    return found
+
+
+class ScanningClient(FlaskClient):
+    """A test client that fails on any response leaking a forbidden key."""
+
+    def open(self, *args: Any, **kwargs: Any) -> Any:
+        response = super().open(*args, **kwargs)
+        if response.is_json:
+            leaked = find_forbidden_keys(response.get_json(silent=True))
+            assert not leaked, f"response leaks {leaked}"
+        return response
+
+
+def database_url_for(name: str) -> str:
+    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bastion")
+    return with_database(base, name)
+
+
+def recreate_database(url: str) -> None:
+    admin = with_database(url, "postgres")
+    name = sql.Identifier(database_name(url))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+
+
+def make_settings(database_url: str, **overrides: str) -> Settings:
+    environ = {
+        "BASTION_ENV": "test",
+        "DATABASE_URL": database_url,
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "JWT_KEY_ENCRYPTION_KEY": secrets.token_urlsafe(32),
+        "BCRYPT_ROUNDS": "4",
+        "DB_POOL_MAX_SIZE": "4",
+        "DB_POOL_TIMEOUT": "2",
+        "SIGNING_KEY_CACHE_SECONDS": "0",
+        **overrides,
+    }
+    return Settings.from_env(environ)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> str:
+    url = database_url_for(os.environ.get("TEST_DATABASE_NAME", "bastion_test"))
+    recreate_database(url)
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return make_settings(database_url)
+
+
+@pytest.fixture(scope="session")
+def app(settings: Settings) -> Iterator[Flask]:
+    application = create_app(settings)
+    application.test_client_class = ScanningClient
+    application.extensions["bastion"].keys.rotate_key()
+    yield application
+    application.extensions["bastion"].db.close()
+
+
+@pytest.fixture()
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture()
+def db_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
+    """A direct superuser connection for checking what the API wrote."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        yield conn
+
+
+@dataclass
+class Member:
+    """A user made by a factory, with a live access token."""
+
+    id: str
+    account_id: str
+    email: str
+    role: str
+    access_token: str
+    refresh_token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.access_token}"}
+
+
+def unique_email(prefix: str = "user") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}@example.com"
+
+
+def login(client: FlaskClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
+    response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    assert response.status_code == 200, response.get_json()
+    body: dict[str, Any] = response.get_json()
+    return body
+
+
+class Factory:
+    """Make accounts and users through the API, as a client would."""
+
+    def __init__(self, client: FlaskClient) -> None:
+        self.client = client
+
+    def owner(self) -> Member:
+        email = unique_email("owner")
+        response = self.client.post(
+            "/api/v1/auth/signup",
+            json={
+                "account_name": "Test account",
+                "name": "Owner",
+                "email": email,
+                "password": PASSWORD,
+            },
+        )
+        assert response.status_code == 201, response.get_json()
+        body = response.get_json()
+        tokens = login(self.client, email)
+        return Member(
+            id=body["user"]["id"],
+            account_id=body["account"]["id"],
+            email=email,
+            role="owner",
+            access_token=tokens["access_token"],
+            refresh_token=tokens["refresh_token"],
+        )
+
+    def user(self, owner: Member, role: str) -> Member:
+        email = unique_email(role)
+        response = self.client.post(
+            "/api/v1/users",
+            json={"name": role.title(), "email": email, "role": role, "password": PASSWORD},
+            headers=owner.headers,
+        )
+        assert response.status_code == 201, response.get_json()
+        tokens = login(self.client, email)
+        return Member(
+            id=response.get_json()["id"],
+            account_id=owner.account_id,
+            email=email,
+            role=role,
+            access_token=tokens["access_token"],
+            refresh_token=tokens["refresh_token"],
+        )
+
+    def contact(self, member: Member, **fields: Any) -> dict[str, Any]:
+        body = {"name": "Grace Hopper", "email": unique_email("contact"), **fields}
+        response = self.client.post("/api/v1/contacts", json=body, headers=member.headers)
+        assert response.status_code == 201, response.get_json()
+        contact: dict[str, Any] = response.get_json()
+        return contact
+
+
+@pytest.fixture()
+def factory(client: FlaskClient) -> Factory:
+    return Factory(client)
+
+
+@pytest.fixture()
+def team(factory: Factory) -> dict[str, Member]:
+    """An account with one user of each role."""
+    owner = factory.owner()
+    return {
+        "owner": owner,
+        "admin": factory.user(owner, "admin"),
+        "member": factory.user(owner, "member"),
+        "viewer": factory.user(owner, "viewer"),
+    }
