@@ -45,6 +45,9 @@ FORBIDDEN_KEYS = {
 def find_forbidden_keys(body: Any, path: str = "$") -> list[str]:
     """Return the paths of forbidden keys anywhere in a decoded JSON body."""
     found: list[str] = []
+    if path == "$.error.fields":
+        # Validation errors are keyed by the request's own field names.
+        return found
     if isinstance(body, dict):
         for key, value in body.items():
             if key in FORBIDDEN_KEYS:
@@ -68,7 +71,9 @@ class ScanningClient(FlaskClient):
 
 
 def database_url_for(name: str) -> str:
-    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bastion")
+    base = os.environ.get(
+        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bastion"
+    )
     return with_database(base, name)
 
 
@@ -150,7 +155,9 @@ def unique_email(prefix: str = "user") -> str:
 
 
 def login(client: FlaskClient, email: str, password: str = PASSWORD) -> dict[str, Any]:
-    response = client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    response = client.post(
+        "/api/v1/auth/login", json={"email": email, "password": password}
+    )
     assert response.status_code == 200, response.get_json()
     body: dict[str, Any] = response.get_json()
     return body
@@ -189,7 +196,12 @@ class Factory:
         email = unique_email(role)
         response = self.client.post(
             "/api/v1/users",
-            json={"name": role.title(), "email": email, "role": role, "password": PASSWORD},
+            json={
+                "name": role.title(),
+                "email": email,
+                "role": role,
+                "password": PASSWORD,
+            },
             headers=owner.headers,
         )
         assert response.status_code == 201, response.get_json()
@@ -205,7 +217,9 @@ class Factory:
 
     def contact(self, member: Member, **fields: Any) -> dict[str, Any]:
         body = {"name": "Grace Hopper", "email": unique_email("contact"), **fields}
-        response = self.client.post("/api/v1/contacts", json=body, headers=member.headers)
+        response = self.client.post(
+            "/api/v1/contacts", json=body, headers=member.headers
+        )
         assert response.status_code == 201, response.get_json()
         contact: dict[str, Any] = response.get_json()
         return contact
@@ -226,3 +240,19 @@ def team(factory: Factory) -> dict[str, Member]:
         "member": factory.user(owner, "member"),
         "viewer": factory.user(owner, "viewer"),
     }
+
+
+@pytest.fixture()
+def make_app(database_url: str) -> Iterator[Any]:
+    """Build extra apps with setting overrides; their pools close afterwards."""
+    made: list[Flask] = []
+
+    def build(**overrides: str) -> Flask:
+        application = create_app(make_settings(database_url, **overrides))
+        application.test_client_class = ScanningClient
+        made.append(application)
+        return application
+
+    yield build
+    for application in made:
+        application.extensions["bastion"].db.close()

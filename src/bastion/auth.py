@@ -120,7 +120,10 @@ def init_jwt(app: Flask, settings: Settings, key_ring: KeyRing) -> JWTManager:
 def issue_access_token(key_ring: KeyRing, *, user_id: str, session_id: str) -> str:
     """Sign an access token for ``user_id`` in login session ``session_id``."""
     subject = TokenSubject(user_id, session_id, key_ring.signing_key())
-    return create_access_token(identity=subject, additional_claims={"sid": session_id})
+    token: str = create_access_token(
+        identity=subject, additional_claims={"sid": session_id}
+    )
+    return token
 
 
 def current_user() -> CurrentUser:
@@ -145,4 +148,3 @@ def caller_context() -> TxContext:
 def anonymous_context() -> TxContext:
     """Build the transaction context for a request made without a token."""
     return TxContext(ip=request.remote_addr, request_id=g.get("request_id"))
-

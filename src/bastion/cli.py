@@ -162,7 +162,8 @@ def keys_list() -> None:
     """List signing keys, newest first."""
     for key in registry().keys.list_keys():
         state = "retired" if key["retired_at"] else "active"
-        click.echo(f"{key['kid']}  {key['algorithm']}  {state:7}  {key['created_at']:%Y-%m-%dT%H:%M:%SZ}")
+        created = f"{key['created_at']:%Y-%m-%dT%H:%M:%SZ}"
+        click.echo(f"{key['kid']}  {key['algorithm']}  {state:7}  {created}")
 
 
 @keys_cli.command("retire")

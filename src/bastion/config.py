@@ -66,6 +66,9 @@ class _Reader:
 
     def raw(self, name: str) -> str | None:
         file_name = self.environ.get(f"{name}_FILE")
+        if file_name and self.environ.get(name):
+            self.errors.append(f"{name}: set either {name} or {name}_FILE, not both")
+            return None
         if file_name:
             try:
                 with open(file_name, encoding="utf-8") as handle:
@@ -177,9 +180,7 @@ class Settings:
             db_pool_min_size=reader.get("DB_POOL_MIN_SIZE", 1, _parse_positive_int),
             db_pool_max_size=reader.get("DB_POOL_MAX_SIZE", 4, _parse_positive_int),
             db_pool_timeout=reader.get("DB_POOL_TIMEOUT", 5.0, _parse_positive_float),
-            db_connect_timeout=reader.get(
-                "DB_CONNECT_TIMEOUT", 5, _parse_positive_int
-            ),
+            db_connect_timeout=reader.get("DB_CONNECT_TIMEOUT", 5, _parse_positive_int),
             max_content_length=reader.get(
                 "MAX_CONTENT_LENGTH", 1024 * 1024, _parse_positive_int
             ),
@@ -194,7 +195,5 @@ class Settings:
         if settings.is_production and settings.bcrypt_rounds < 12:
             reader.errors.append("BCRYPT_ROUNDS: must be at least 12 in production")
         if reader.errors:
-            raise ConfigError(
-                "invalid configuration:\n  " + "\n  ".join(reader.errors)
-            )
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(reader.errors))
         return settings

@@ -16,9 +16,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -92,11 +91,11 @@ class Database:
     def close(self) -> None:
         self.pool.close()
 
-    def read(self, ctx: TxContext = SYSTEM) -> Any:
+    def read(self, ctx: TxContext = SYSTEM) -> AbstractContextManager[Cursor]:
         """Open a read-only transaction block for ``ctx``."""
         return self._transaction(ctx, "BEGIN READ ONLY")
 
-    def write(self, ctx: TxContext = SYSTEM) -> Any:
+    def write(self, ctx: TxContext = SYSTEM) -> AbstractContextManager[Cursor]:
         """Open a read-write transaction block for ``ctx``."""
         return self._transaction(ctx, "BEGIN")
 

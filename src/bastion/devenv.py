@@ -29,7 +29,8 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from bastion.migrate import database_name, with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 VAR = ROOT / "var"
@@ -50,10 +51,8 @@ def _secret_file(name: str) -> Path:
 
 
 def _server_answers(conninfo: str) -> bool:
-    params = conninfo_to_dict(conninfo)
-    params["dbname"] = "postgres"
     try:
-        with psycopg.connect(make_conninfo(**params), connect_timeout=3):
+        with psycopg.connect(with_database(conninfo, "postgres"), connect_timeout=3):
             return True
     except psycopg.OperationalError:
         return False
@@ -95,7 +94,7 @@ def _start_private_cluster() -> str:
         data_dir.parent.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(data_dir.parent, "postgres", "postgres")
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - fixed argv built from found binaries
             _as_postgres_user(
                 [initdb, "-D", str(data_dir), "-U", "postgres", "--auth=trust"]
             ),
@@ -106,7 +105,7 @@ def _start_private_cluster() -> str:
     port_file.write_text(str(port))
     url = f"postgresql://postgres@127.0.0.1:{port}/bastion"
     if not _server_answers(url):
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - fixed argv built from found binaries
             _as_postgres_user(
                 [
                     pg_ctl,
@@ -128,10 +127,8 @@ def _start_private_cluster() -> str:
 
 
 def _ensure_database(url: str, *, fresh: bool) -> None:
-    params = conninfo_to_dict(url)
-    name = str(params.get("dbname") or "bastion")
-    admin = make_conninfo(**{**params, "dbname": "postgres"})
-    with psycopg.connect(admin, autocommit=True) as conn:
+    name = database_name(url)
+    with psycopg.connect(with_database(url, "postgres"), autocommit=True) as conn:
         if fresh:
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(

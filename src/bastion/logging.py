@@ -23,7 +23,11 @@ class RequestContextFilter(logging.Filter):
 def json_formatter() -> JsonFormatter:
     return JsonFormatter(
         "%(asctime)s %(levelname)s %(name)s %(message)s",
-        rename_fields={"asctime": "timestamp", "levelname": "level", "message": "event"},
+        rename_fields={
+            "asctime": "timestamp",
+            "levelname": "level",
+            "message": "event",
+        },
         datefmt="%Y-%m-%dT%H:%M:%S%z",
     )
 

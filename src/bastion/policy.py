@@ -1,15 +1,17 @@
 """The role table: every permission decision in Bastion is made here.
 
-| action                                    | viewer | member | admin           | owner          |
-|-------------------------------------------|--------|--------|-----------------|----------------|
-| read contacts (viewer never sees notes)   | yes    | yes    | yes             | yes            |
-| create, update, import contacts           |        | yes    | yes             | yes            |
-| delete a contact                          |        | own    | yes             | yes            |
-| list users: id, name, role                | yes    | yes    | yes             | yes            |
-| see email, is_active, last_login_at       |        |        | yes             | yes            |
-| create users, change name/role/is_active  |        |        | viewer, member  | anyone         |
-| delete (deactivate) users                 |        |        | viewer, member  | anyone but self|
-| read audit events                         |        |        | yes             | yes            |
+| action                                  | viewer | member | admin      | owner    |
+|-----------------------------------------|--------|--------|------------|----------|
+| read contacts (viewer never sees notes) | yes    | yes    | yes        | yes      |
+| create, update, import contacts         |        | yes    | yes        | yes      |
+| delete a contact                        |        | own    | yes        | yes      |
+| list users: id, name, role              | yes    | yes    | yes        | yes      |
+| see email, is_active, last_login_at     |        |        | yes        | yes      |
+| create users; change name, role, active |        |        | viewer,    | anyone   |
+|                                         |        |        | member     |          |
+| delete (deactivate) users               |        |        | viewer,    | not self |
+|                                         |        |        | member     |          |
+| read audit events                       |        |        | yes        | yes      |
 
 The owner hands over ownership by giving another user the role ``owner``;
 nobody can demote, deactivate or delete the owner.

@@ -76,7 +76,9 @@ def test_same_email_in_another_account_is_allowed(client, factory, team):
     other = factory.owner()
 
     response = client.post(
-        CONTACTS, json={"name": "S", "email": "shared@example.com"}, headers=other.headers
+        CONTACTS,
+        json={"name": "S", "email": "shared@example.com"},
+        headers=other.headers,
     )
 
     assert response.status_code == 201
@@ -119,7 +121,9 @@ def test_unknown_field_is_422_with_fields(client, team):
 
 def test_invalid_email_is_422_naming_field(client, team):
     response = client.post(
-        CONTACTS, json={"name": "A", "email": "not-an-email"}, headers=team["member"].headers
+        CONTACTS,
+        json={"name": "A", "email": "not-an-email"},
+        headers=team["member"].headers,
     )
 
     assert response.status_code == 422
@@ -149,11 +153,16 @@ def test_update_contact_with_stale_if_match_is_412_and_changes_nothing(
     client.patch(url, json={"company": "Second"}, headers=team["member"].headers)
 
     response = client.patch(
-        url, json={"company": "Stale"}, headers={**team["member"].headers, "If-Match": '"1"'}
+        url,
+        json={"company": "Stale"},
+        headers={**team["member"].headers, "If-Match": '"1"'},
     )
 
     assert response.status_code == 412
-    assert client.get(url, headers=team["member"].headers).get_json()["company"] == "Second"
+    assert (
+        client.get(url, headers=team["member"].headers).get_json()["company"]
+        == "Second"
+    )
 
 
 def test_delete_contact_with_stale_if_match_is_412(client, factory, team):
@@ -189,7 +198,9 @@ def test_admin_and_owner_delete_any_contact(client, factory, team, role):
 def test_viewer_cannot_delete_contact(client, factory, team):
     contact = factory.contact(team["member"])
 
-    response = client.delete(f"{CONTACTS}/{contact['id']}", headers=team["viewer"].headers)
+    response = client.delete(
+        f"{CONTACTS}/{contact['id']}", headers=team["viewer"].headers
+    )
 
     assert response.status_code == 403
 
@@ -201,14 +212,21 @@ def test_deleted_contact_is_404_and_frees_its_email(client, factory, team, db_co
     assert client.delete(url, headers=team["member"].headers).status_code == 204
 
     assert client.get(url, headers=team["member"].headers).status_code == 404
-    assert client.patch(url, json={"name": "Z"}, headers=team["member"].headers).status_code == 404
+    assert (
+        client.patch(
+            url, json={"name": "Z"}, headers=team["member"].headers
+        ).status_code
+        == 404
+    )
     assert client.delete(url, headers=team["member"].headers).status_code == 404
     row = db_conn.execute(
         "SELECT deleted_at FROM contacts WHERE id = %s", (contact["id"],)
     ).fetchone()
     assert row is not None and row[0] is not None
     again = client.post(
-        CONTACTS, json={"name": "Again", "email": "gone@example.com"}, headers=team["member"].headers
+        CONTACTS,
+        json={"name": "Again", "email": "gone@example.com"},
+        headers=team["member"].headers,
     )
     assert again.status_code == 201
 
@@ -216,7 +234,12 @@ def test_deleted_contact_is_404_and_frees_its_email(client, factory, team, db_co
 def test_unknown_and_malformed_ids_are_404(client, team):
     headers = team["member"].headers
 
-    assert client.get(f"{CONTACTS}/{'0' * 8}-0000-0000-0000-{'0' * 12}", headers=headers).status_code == 404
+    assert (
+        client.get(
+            f"{CONTACTS}/{'0' * 8}-0000-0000-0000-{'0' * 12}", headers=headers
+        ).status_code
+        == 404
+    )
     assert client.get(f"{CONTACTS}/not-a-uuid", headers=headers).status_code == 404
 
 
@@ -228,25 +251,35 @@ class TestCrossTenant:
         return factory.contact(factory.owner(), notes="theirs")
 
     def test_read_other_account_contact_is_404(self, client, team, foreign):
-        response = client.get(f"{CONTACTS}/{foreign['id']}", headers=team["owner"].headers)
+        response = client.get(
+            f"{CONTACTS}/{foreign['id']}", headers=team["owner"].headers
+        )
 
         assert response.status_code == 404
         assert response.get_json()["error"]["code"] == "not_found"
 
     def test_update_other_account_contact_is_404(self, client, team, foreign, db_conn):
         response = client.patch(
-            f"{CONTACTS}/{foreign['id']}", json={"name": "Pwned"}, headers=team["owner"].headers
+            f"{CONTACTS}/{foreign['id']}",
+            json={"name": "Pwned"},
+            headers=team["owner"].headers,
         )
 
         assert response.status_code == 404
-        name = db_conn.execute("SELECT name FROM contacts WHERE id = %s", (foreign["id"],)).fetchone()
+        name = db_conn.execute(
+            "SELECT name FROM contacts WHERE id = %s", (foreign["id"],)
+        ).fetchone()
         assert name == (foreign["name"],)
 
     def test_delete_other_account_contact_is_404(self, client, team, foreign, db_conn):
-        response = client.delete(f"{CONTACTS}/{foreign['id']}", headers=team["owner"].headers)
+        response = client.delete(
+            f"{CONTACTS}/{foreign['id']}", headers=team["owner"].headers
+        )
 
         assert response.status_code == 404
-        row = db_conn.execute("SELECT deleted_at FROM contacts WHERE id = %s", (foreign["id"],)).fetchone()
+        row = db_conn.execute(
+            "SELECT deleted_at FROM contacts WHERE id = %s", (foreign["id"],)
+        ).fetchone()
         assert row == (None,)
 
     def test_list_excludes_other_account_contacts(self, client, team, foreign):
@@ -278,7 +311,9 @@ class TestPagination:
         self, client, factory, team
     ):
         before = [factory.contact(team["member"])["id"] for _ in range(6)]
-        first = client.get(f"{CONTACTS}?limit=3", headers=team["member"].headers).get_json()
+        first = client.get(
+            f"{CONTACTS}?limit=3", headers=team["member"].headers
+        ).get_json()
         inserted = [factory.contact(team["member"])["id"] for _ in range(3)]
 
         seen = [item["id"] for item in first["items"]]
@@ -297,7 +332,9 @@ class TestPagination:
         self, client, factory, team
     ):
         by_name = factory.contact(team["member"], name="Zelda Fitzgerald")
-        by_email = factory.contact(team["member"], name="A", email=unique_email("zeldafan"))
+        by_email = factory.contact(
+            team["member"], name="A", email=unique_email("zeldafan")
+        )
         by_company = factory.contact(team["member"], name="B", company="ZELDA Inc")
         factory.contact(team["member"], name="Unrelated")
 
@@ -316,13 +353,17 @@ class TestPagination:
     def test_tampered_cursor_is_400(self, client, factory, team):
         for _ in range(3):
             factory.contact(team["member"])
-        cursor = client.get(f"{CONTACTS}?limit=1", headers=team["member"].headers).get_json()[
-            "next_cursor"
-        ]
+        cursor = client.get(
+            f"{CONTACTS}?limit=1", headers=team["member"].headers
+        ).get_json()["next_cursor"]
         payload, signature = cursor.split(".")
-        tampered = payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + signature
+        tampered = (
+            payload[:-2] + ("AA" if payload[-2:] != "AA" else "BB") + "." + signature
+        )
 
-        response = client.get(f"{CONTACTS}?cursor={tampered}", headers=team["member"].headers)
+        response = client.get(
+            f"{CONTACTS}?cursor={tampered}", headers=team["member"].headers
+        )
 
         assert response.status_code == 400
         assert response.get_json()["error"]["code"] == "bad_request"
@@ -331,13 +372,19 @@ class TestPagination:
         other = factory.owner()
         for _ in range(2):
             factory.contact(other)
-        cursor = client.get(f"{CONTACTS}?limit=1", headers=other.headers).get_json()["next_cursor"]
+        cursor = client.get(f"{CONTACTS}?limit=1", headers=other.headers).get_json()[
+            "next_cursor"
+        ]
 
-        response = client.get(f"{CONTACTS}?cursor={cursor}", headers=team["member"].headers)
+        response = client.get(
+            f"{CONTACTS}?cursor={cursor}", headers=team["member"].headers
+        )
 
         assert response.status_code == 400
 
-    @pytest.mark.parametrize("query", ["limit=0", "limit=101", "limit=abc", "cursor=%%%", "color=red"])
+    @pytest.mark.parametrize(
+        "query", ["limit=0", "limit=101", "limit=abc", "cursor=%%%", "color=red"]
+    )
     def test_bad_query_parameter_is_400(self, client, team, query):
         response = client.get(f"{CONTACTS}?{query}", headers=team["member"].headers)
 

@@ -54,7 +54,9 @@ def signup() -> tuple[Response, int]:
         owner_email=data["email"],
         password=data["password"],
     )
-    return jsonify(account_with_user_schema.dump({"account": account, "user": owner})), 201
+    return jsonify(
+        account_with_user_schema.dump({"account": account, "user": owner})
+    ), 201
 
 
 @bp.post("/login")

@@ -44,4 +44,3 @@ def update_me() -> Response:
     return resource_response(
         {"user": user_schema.dump(user), "account": account_schema.dump(account)}, user
     )
-

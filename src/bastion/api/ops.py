@@ -25,8 +25,11 @@ def readyz() -> Response:
     """Report whether PostgreSQL answers within a short timeout."""
     try:
         registry().db.ping(timeout=2.0)
-    except Exception as exc:  # noqa: BLE001 - any failure means not ready
-        logger.warning("readiness_failed", extra={"dependency": "postgresql", "error_type": type(exc).__name__})
+    except Exception as exc:
+        logger.warning(
+            "readiness_failed",
+            extra={"dependency": "postgresql", "error_type": type(exc).__name__},
+        )
         raise ServiceUnavailableError("The service is not ready.") from exc
     return jsonify({"status": "ready"})
 

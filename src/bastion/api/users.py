@@ -64,7 +64,10 @@ def list_users() -> Response:
 def create_user() -> Response:
     """Create a user in the caller's account."""
     role = _require_manager()
-    data = load_json(user_create_schema, protected=policy.USER_PROTECTED_FIELDS - {"email", "password"})
+    data = load_json(
+        user_create_schema,
+        protected=policy.USER_PROTECTED_FIELDS - {"email", "password"},
+    )
     user = registry().users.create_user(caller_context(), actor_role=role, **data)
     response = resource_response(user_schema.dump(user), user, status=201)
     response.headers["Location"] = url_for(".get_user", user_id=user["id"])
@@ -100,6 +103,9 @@ def delete_user(user_id: UUID) -> Response:
     """Soft-delete a user and end their sessions."""
     role = _require_manager()
     registry().users.delete_user(
-        caller_context(), str(user_id), actor_role=role, expected_version=if_match_version()
+        caller_context(),
+        str(user_id),
+        actor_role=role,
+        expected_version=if_match_version(),
     )
     return no_content()

@@ -34,7 +34,9 @@ class UtcDateTime(fields.DateTime):
 class StrictBoolean(fields.Boolean):
     """A boolean that accepts only JSON ``true`` and ``false``."""
 
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> Any:
         if not isinstance(value, bool):
             raise ValidationError("Not a valid boolean.")
         return value

@@ -78,9 +78,12 @@ class AuditService:
                 ORDER BY created_at, id
                 LIMIT %(limit)s
                 """,
-                {"account_id": ctx.account_id, "limit": limit + 1, **after_params(after)},
+                {
+                    "account_id": ctx.account_id,
+                    "limit": limit + 1,
+                    **after_params(after),
+                },
             )
             rows = cur.fetchall()
 
         return split_page(rows, limit, self.cursors, scope)
-

@@ -80,7 +80,9 @@ class ContactService:
 
     def create_contact(self, ctx: TxContext, data: dict[str, Any]) -> dict[str, Any]:
         """Insert a contact created by the caller."""
-        columns = [name for name in sorted(data) if name in policy.CONTACT_WRITABLE_FIELDS]
+        columns = [
+            name for name in sorted(data) if name in policy.CONTACT_WRITABLE_FIELDS
+        ]
         query = sql.SQL(
             """
             INSERT INTO contacts (account_id, created_by, {names})

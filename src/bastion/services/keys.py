@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from psycopg.types.json import Jsonb
 
 from bastion.db import Database
+from bastion.errors import ServiceUnavailableError
 
 logger = logging.getLogger(__name__)
 
@@ -131,11 +132,18 @@ class KeyService:
             rows = cur.fetchall()
         keys = []
         for row in rows:
-            private_key = serialization.load_pem_private_key(
-                bytes(row["private_key"]), password=self._kek
-            )
+            try:
+                private_key = serialization.load_pem_private_key(
+                    bytes(row["private_key"]), password=self._kek
+                )
+            except ValueError:
+                # A wrong JWT_KEY_ENCRYPTION_KEY; skipping the key keeps the
+                # others usable and the log says which one failed.
+                logger.error("signing_key_undecryptable", extra={"kid": row["kid"]})
+                continue
             if not isinstance(private_key, ec.EllipticCurvePrivateKey):
-                raise ValueError(f"signing key {row['kid']} is not an EC key")
+                logger.error("signing_key_not_ec", extra={"kid": row["kid"]})
+                continue
             keys.append(
                 SigningKey(
                     kid=row["kid"],
@@ -178,12 +186,13 @@ class KeyRing:
             self._refresh(min_age=self.refresh_seconds)
 
     def signing_key(self) -> SigningKey:
-        """Return the newest active key; raise LookupError if there is none."""
+        """Return the newest active key; raise ServiceUnavailableError if none."""
         self._refresh_if_stale()
         if self._signing is None:
             self._refresh(min_age=1.0)
         if self._signing is None:
-            raise LookupError("no active signing key; run `flask keys rotate`")
+            logger.error("no_signing_key")
+            raise ServiceUnavailableError("No signing key is available.")
         return self._signing
 
     def verification_key(self, kid: str) -> ec.EllipticCurvePublicKey | None:

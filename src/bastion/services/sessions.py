@@ -278,7 +278,10 @@ class SessionService:
         )
         logger.warning(
             "refresh_token_reused",
-            extra={"user_id": str(row["user_id"]), "session_id": str(row["session_id"])},
+            extra={
+                "user_id": str(row["user_id"]),
+                "session_id": str(row["session_id"]),
+            },
         )
         record_event(
             cur,

@@ -25,7 +25,9 @@ USER_COLUMNS = sql.SQL(
 class UserService:
     """List, create, change and remove users within the caller's account."""
 
-    def __init__(self, db: Database, hasher: PasswordHasher, cursors: CursorCodec) -> None:
+    def __init__(
+        self, db: Database, hasher: PasswordHasher, cursors: CursorCodec
+    ) -> None:
         self.db = db
         self.hasher = hasher
         self.cursors = cursors
@@ -51,7 +53,11 @@ class UserService:
                     LIMIT %(limit)s
                     """
                 ).format(columns=USER_COLUMNS),
-                {"account_id": ctx.account_id, "limit": limit + 1, **after_params(after)},
+                {
+                    "account_id": ctx.account_id,
+                    "limit": limit + 1,
+                    **after_params(after),
+                },
             )
             rows = cur.fetchall()
 

@@ -1,0 +1,159 @@
+"""Admin commands run against the test database."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import PASSWORD, unique_email
+
+
+@pytest.fixture()
+def runner(app):
+    return app.test_cli_runner()
+
+
+def _invoke(runner, *args, stdin=None):
+    result = runner.invoke(args=list(args), input=stdin)
+    return result
+
+
+def test_accounts_and_users_create_make_a_working_owner(runner, client, db_conn):
+    account = _invoke(runner, "accounts", "create", "--name", "Ops Inc")
+    assert account.exit_code == 0, account.output
+    account_id = account.output.strip()
+    email = unique_email("cli")
+
+    created = _invoke(
+        runner,
+        "users",
+        "create",
+        "--account",
+        account_id,
+        "--email",
+        email,
+        "--name",
+        "Op",
+        "--role",
+        "owner",
+        stdin=PASSWORD + "\n",
+    )
+
+    assert created.exit_code == 0, created.output
+    response = client.post(
+        "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
+    )
+    assert response.status_code == 200
+    actors = db_conn.execute(
+        "SELECT DISTINCT actor_id FROM audit_events"
+        " WHERE account_id = %s AND action <> 'login.succeeded'",
+        (account_id,),
+    ).fetchall()
+    assert actors == [("cli",)]
+
+
+def test_users_create_rejects_short_password_from_stdin(runner, factory):
+    owner = factory.owner()
+
+    result = _invoke(
+        runner,
+        "users",
+        "create",
+        "--account",
+        owner.account_id,
+        "--email",
+        unique_email(),
+        "--name",
+        "N",
+        stdin="short\n",
+    )
+
+    assert result.exit_code != 0
+    assert "between 12 and 1024" in result.output
+
+
+def test_password_is_not_accepted_as_an_option(runner, factory):
+    owner = factory.owner()
+
+    result = _invoke(
+        runner, "users", "set-password", "--email", owner.email, "--password", "x" * 20
+    )
+
+    assert result.exit_code != 0
+
+
+def test_set_password_changes_login_and_ends_sessions(runner, client, factory):
+    owner = factory.owner()
+    new_password = "a brand new passphrase"
+
+    result = _invoke(
+        runner,
+        "users",
+        "set-password",
+        "--email",
+        owner.email,
+        stdin=new_password + "\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    assert client.get("/api/v1/me", headers=owner.headers).status_code == 401
+    old = client.post(
+        "/api/v1/auth/login", json={"email": owner.email, "password": PASSWORD}
+    )
+    new = client.post(
+        "/api/v1/auth/login", json={"email": owner.email, "password": new_password}
+    )
+    assert old.status_code == 401
+    assert new.status_code == 200
+
+
+def test_deactivate_ends_sessions_but_not_for_owner(runner, client, factory):
+    owner = factory.owner()
+    member = factory.user(owner, "member")
+
+    refused = _invoke(runner, "users", "deactivate", "--email", owner.email)
+    done = _invoke(runner, "users", "deactivate", "--email", member.email)
+
+    assert refused.exit_code != 0
+    assert done.exit_code == 0, done.output
+    assert client.get("/api/v1/me", headers=member.headers).status_code == 401
+    assert client.get("/api/v1/me", headers=owner.headers).status_code == 200
+
+
+def test_keys_rotate_list_and_retire(runner):
+    rotated = _invoke(runner, "keys", "rotate")
+    kid = rotated.output.strip()
+
+    listed = _invoke(runner, "keys", "list")
+    retired = _invoke(runner, "keys", "retire", kid)
+    again = _invoke(runner, "keys", "retire", kid)
+
+    assert kid in listed.output
+    assert retired.exit_code == 0
+    assert again.exit_code != 0
+    assert f"{kid}  ES256  retired" in _invoke(runner, "keys", "list").output
+
+
+def test_tokens_purge_expired_deletes_only_expired_sessions(runner, factory, db_conn):
+    owner = factory.owner()
+    db_conn.execute(
+        "UPDATE auth_sessions SET expires_at = now() - interval '1 day'"
+        " WHERE user_id = %s",
+        (owner.id,),
+    )
+
+    result = _invoke(runner, "tokens", "purge-expired")
+
+    assert result.exit_code == 0, result.output
+    left = db_conn.execute(
+        "SELECT count(*) FROM auth_sessions WHERE user_id = %s", (owner.id,)
+    ).fetchone()
+    assert left == (0,)
+    assert db_conn.execute("SELECT count(*) FROM auth_sessions").fetchone()[0] > 0
+
+
+def test_db_status_lists_applied_migrations(runner):
+    result = _invoke(runner, "db", "status")
+
+    assert result.exit_code == 0, result.output
+    assert "applied  0001.accounts-users-contacts" in result.output
+    assert "pending" not in result.output
