@@ -27,3 +27,6 @@ accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 preload_app = False
+# gunicorn 27 opens a control socket at one fixed path per user, so several
+# instances on one host would fight over it; nothing here uses it.
+control_socket_disable = True
