@@ -17,38 +17,103 @@ def _invoke(runner, *args, stdin=None):
     return result
 
 
-def test_accounts_and_users_create_make_a_working_owner(runner, client, db_conn):
-    account = _invoke(runner, "accounts", "create", "--name", "Ops Inc")
-    assert account.exit_code == 0, account.output
-    account_id = account.output.strip()
+def test_accounts_create_makes_account_with_working_owner(runner, client, db_conn):
     email = unique_email("cli")
 
-    created = _invoke(
+    result = _invoke(
         runner,
-        "users",
+        "accounts",
         "create",
-        "--account",
-        account_id,
-        "--email",
-        email,
         "--name",
+        "Ops Inc",
+        "--owner-email",
+        email,
+        "--owner-name",
         "Op",
-        "--role",
-        "owner",
         stdin=PASSWORD + "\n",
     )
 
-    assert created.exit_code == 0, created.output
+    assert result.exit_code == 0, result.output
+    account_id = result.output.split()[1]
     response = client.post(
         "/api/v1/auth/login", json={"email": email, "password": PASSWORD}
     )
     assert response.status_code == 200
+    assert response.get_json()["token_type"] == "Bearer"
     actors = db_conn.execute(
         "SELECT DISTINCT actor_id FROM audit_events"
         " WHERE account_id = %s AND action <> 'login.succeeded'",
         (account_id,),
     ).fetchall()
     assert actors == [("cli",)]
+
+
+def test_users_create_with_owner_role_hands_over(runner, client, factory):
+    owner = factory.owner()
+    email = unique_email("heir")
+
+    result = _invoke(
+        runner,
+        "users",
+        "create",
+        "--account",
+        owner.account_id,
+        "--email",
+        email,
+        "--name",
+        "Heir",
+        "--role",
+        "owner",
+        stdin=PASSWORD + "\n",
+    )
+
+    assert result.exit_code == 0, result.output
+    me = client.get("/api/v1/me", headers=owner.headers).get_json()
+    assert me["user"]["role"] == "admin"
+
+
+@pytest.mark.parametrize(
+    ("account", "message"),
+    [
+        ("00000000-0000-0000-0000-000000000000", "account was not found"),
+        ("not-a-uuid", "not a valid UUID"),
+    ],
+)
+def test_users_create_with_bad_account_fails_cleanly(runner, account, message):
+    result = _invoke(
+        runner,
+        "users",
+        "create",
+        "--account",
+        account,
+        "--email",
+        unique_email(),
+        "--name",
+        "N",
+        stdin=PASSWORD + "\n",
+    )
+
+    assert result.exit_code != 0
+    assert message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_accounts_create_with_blank_name_fails_cleanly(runner):
+    result = _invoke(
+        runner,
+        "accounts",
+        "create",
+        "--name",
+        " ",
+        "--owner-email",
+        unique_email(),
+        "--owner-name",
+        "Op",
+        stdin=PASSWORD + "\n",
+    )
+
+    assert result.exit_code != 0
+    assert "account_name: Must not be blank." in result.output
 
 
 def test_users_create_rejects_short_password_from_stdin(runner, factory):

@@ -93,3 +93,18 @@ def test_value_and_file_together_are_rejected(tmp_path):
 
     with pytest.raises(ConfigError, match="not both"):
         Settings.from_env({**BASE, "SECRET_KEY_FILE": str(secret_file)})
+
+
+def test_value_and_file_together_give_one_message(tmp_path):
+    secret_file = tmp_path / "secret"
+    secret_file.write_text("f" * 40)
+
+    with pytest.raises(ConfigError) as raised:
+        Settings.from_env({**BASE, "SECRET_KEY_FILE": str(secret_file)})
+
+    assert "SECRET_KEY: missing" not in str(raised.value)
+
+
+def test_database_url_must_be_postgresql():
+    with pytest.raises(ConfigError, match="DATABASE_URL"):
+        Settings.from_env({**BASE, "DATABASE_URL": "x"})

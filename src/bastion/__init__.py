@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 import uuid
 
@@ -11,6 +12,7 @@ from flask import Flask, Response, g, request
 
 from bastion.config import Settings
 from bastion.db import Database
+from bastion.jsonio import StrictJSONProvider
 
 logger = logging.getLogger(__name__)
 
@@ -33,8 +35,9 @@ def create_app(settings: Settings | None = None, *, open_pool: bool = True) -> F
     configure_logging(settings.log_level)
 
     app = Flask(__name__)
+    app.json_provider_class = StrictJSONProvider
+    app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
-    app.json.sort_keys = False  # type: ignore[attr-defined]
     db = Database(settings)
     if open_pool:
         db.open()
@@ -66,6 +69,9 @@ def _init_services(app: Flask, settings: Settings, db: Database) -> None:
     from bastion.services.users import UserService
 
     hasher = PasswordHasher(settings.bcrypt_rounds)
+    # The first login for an unknown email would otherwise pay for building
+    # the dummy hash, which makes it measurably slower than the rest.
+    threading.Thread(target=hasher.warm_up, name="hash-warm-up", daemon=True).start()
     cursors = CursorCodec(settings.secret_key)
     keys = KeyService(db, key_encryption_key=settings.jwt_key_encryption_key)
     key_ring = KeyRing(keys, refresh_seconds=settings.signing_key_cache_seconds)
@@ -106,6 +112,8 @@ def _init_request_hooks(app: Flask) -> None:
         for name, value in SECURITY_HEADERS.items():
             response.headers.setdefault(name, value)
         response.headers.setdefault("Cache-Control", "no-store")
+        if response.status_code == 204:
+            response.headers.pop("Content-Type", None)
         if request.is_secure:
             response.headers["Strict-Transport-Security"] = (
                 "max-age=63072000; includeSubDomains"

@@ -7,6 +7,7 @@ of standard input when it is not a terminal; never from the command line.
 from __future__ import annotations
 
 import sys
+from uuid import UUID
 
 import click
 from flask import Flask
@@ -53,6 +54,12 @@ def _read_password() -> str:
 
 
 def _fail_on_domain_error(exc: BastionError | ValidationError) -> click.ClickException:
+    if isinstance(exc, ValidationError) and isinstance(exc.messages, dict):
+        problems = [
+            f"{name}: {' '.join(map(str, messages))}"
+            for name, messages in sorted(exc.messages.items())
+        ]
+        return click.ClickException("invalid input: " + "; ".join(problems))
     if isinstance(exc, ValidationError):
         return click.ClickException(f"invalid input: {exc.messages}")
     return click.ClickException(exc.message)
@@ -84,14 +91,40 @@ def db_status() -> None:
 
 @accounts_cli.command("create")
 @click.option("--name", required=True, help="Account name.")
-def accounts_create(name: str) -> None:
-    """Create an empty account and print its id; add its owner with users create."""
-    account_id = registry().accounts.create_empty_account(_cli_context(), name=name)
-    click.echo(account_id)
+@click.option("--owner-email", required=True, help="Login email of the owner.")
+@click.option("--owner-name", required=True, help="Display name of the owner.")
+def accounts_create(name: str, owner_email: str, owner_name: str) -> None:
+    """Create an account with its owner; the password is read from a prompt or stdin."""
+    from bastion.schemas.auth import SignupSchema
+
+    password = _read_password()
+    try:
+        data = SignupSchema().load(
+            {
+                "account_name": name,
+                "name": owner_name,
+                "email": owner_email,
+                "password": password,
+            }
+        )
+        account, owner = registry().accounts.create_account(
+            _cli_context(),
+            account_name=data["account_name"],
+            owner_name=data["name"],
+            owner_email=data["email"],
+            password=data["password"],
+            actor_id=CLI_ACTOR,
+        )
+    except (BastionError, ValidationError) as exc:
+        raise _fail_on_domain_error(exc) from None
+    click.echo(f"account {account['id']}")
+    click.echo(f"owner   {owner['id']}")
 
 
 @users_cli.command("create")
-@click.option("--account", "account_id", required=True, help="Account id (UUID).")
+@click.option(
+    "--account", "account_id", required=True, type=click.UUID, help="Account id."
+)
 @click.option("--email", required=True, help="Login email of the new user.")
 @click.option("--name", required=True, help="Display name.")
 @click.option(
@@ -101,7 +134,7 @@ def accounts_create(name: str) -> None:
     show_default=True,
     help="Role; 'owner' hands ownership over from the current owner.",
 )
-def users_create(account_id: str, email: str, name: str, role: str) -> None:
+def users_create(account_id: UUID, email: str, name: str, role: str) -> None:
     """Create a user; the password is read from a prompt or stdin."""
     from bastion.schemas.users import UserCreateSchema
 
@@ -111,7 +144,7 @@ def users_create(account_id: str, email: str, name: str, role: str) -> None:
             {"name": name, "email": email, "role": role, "password": password}
         )
         user = registry().users.create_user(
-            _cli_context(account_id), actor_role="owner", **data
+            _cli_context(str(account_id)), actor_role="owner", **data
         )
     except (BastionError, ValidationError) as exc:
         raise _fail_on_domain_error(exc) from None

@@ -53,6 +53,12 @@ def _parse_positive_float(raw: str) -> float:
     return value
 
 
+def _parse_database_url(raw: str) -> str:
+    if not raw.startswith(("postgresql://", "postgres://")):
+        raise ValueError("expected a postgresql:// URL")
+    return raw
+
+
 def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
 
@@ -63,11 +69,14 @@ class _Reader:
     def __init__(self, environ: Mapping[str, str]) -> None:
         self.environ = environ
         self.errors: list[str] = []
+        # Names that already have an error, so "missing" is not added twice.
+        self.failed: set[str] = set()
 
     def raw(self, name: str) -> str | None:
         file_name = self.environ.get(f"{name}_FILE")
         if file_name and self.environ.get(name):
             self.errors.append(f"{name}: set either {name} or {name}_FILE, not both")
+            self.failed.add(name)
             return None
         if file_name:
             try:
@@ -77,6 +86,7 @@ class _Reader:
                 self.errors.append(
                     f"{name}_FILE: cannot read {file_name!r} ({exc.strerror})"
                 )
+                self.failed.add(name)
                 return None
         value = self.environ.get(name)
         if value is None or value == "":
@@ -96,12 +106,14 @@ class _Reader:
             return parse(raw)
         except ValueError as exc:
             self.errors.append(f"{name}: invalid value ({exc})")
+            self.failed.add(name)
             return default
 
     def required(self, name: str) -> str:
         raw = self.raw(name)
         if raw is None:
-            self.errors.append(f"{name}: missing (set {name} or {name}_FILE)")
+            if name not in self.failed:
+                self.errors.append(f"{name}: missing (set {name} or {name}_FILE)")
             return ""
         return raw
 
@@ -157,12 +169,14 @@ class Settings:
                 f"BASTION_ENV: invalid value {env!r} "
                 f"(expected one of {', '.join(ENVIRONMENTS)})"
             )
-        database_url = reader.required("DATABASE_URL")
+        database_url = reader.get("DATABASE_URL", "", _parse_database_url)
+        if not database_url and "DATABASE_URL" not in reader.failed:
+            reader.required("DATABASE_URL")
         settings = cls(
             env=env,
             database_url=database_url,
             migration_database_url=reader.get(
-                "MIGRATION_DATABASE_URL", database_url, str
+                "MIGRATION_DATABASE_URL", database_url, _parse_database_url
             ),
             secret_key=reader.secret("SECRET_KEY"),
             jwt_key_encryption_key=reader.secret("JWT_KEY_ENCRYPTION_KEY"),

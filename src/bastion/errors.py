@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask, Response, g, jsonify
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +127,8 @@ def error_response(
         body["fields"] = fields
     response = jsonify({"error": body})
     response.status_code = status
+    if status == 401:
+        response.headers["WWW-Authenticate"] = 'Bearer realm="bastion"'
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
@@ -157,8 +159,8 @@ def _handle_validation_error(exc: ValidationError) -> Response:
 def _handle_http_exception(exc: HTTPException) -> Response:
     status = exc.code or 500
     headers: dict[str, str] = {}
-    if status == 405 and exc.valid_methods:  # type: ignore[attr-defined]
-        headers["Allow"] = ", ".join(exc.valid_methods)  # type: ignore[attr-defined]
+    if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+        headers["Allow"] = ", ".join(exc.valid_methods)
     retry_after = exc.response.headers.get("Retry-After") if exc.response else None
     if retry_after:
         headers["Retry-After"] = retry_after

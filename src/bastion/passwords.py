@@ -44,6 +44,10 @@ class PasswordHasher:
         """
         self.context.verify(password, self._get_dummy_hash())
 
+    def warm_up(self) -> None:
+        """Build the dummy hash ahead of the first login that needs it."""
+        self._get_dummy_hash()
+
     def _get_dummy_hash(self) -> str:
         with self._dummy_lock:
             if self._dummy_hash is None:

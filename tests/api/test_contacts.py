@@ -389,3 +389,61 @@ class TestPagination:
         response = client.get(f"{CONTACTS}?{query}", headers=team["member"].headers)
 
         assert response.status_code == 400
+
+
+def test_viewer_and_member_get_different_etags(client, factory, team):
+    contact = factory.contact(team["member"], notes="n")
+    url = f"{CONTACTS}/{contact['id']}"
+
+    full = client.get(url, headers=team["member"].headers).headers["ETag"]
+    reduced = client.get(url, headers=team["viewer"].headers).headers["ETag"]
+
+    assert full != reduced
+
+
+@pytest.mark.parametrize("header", ['"1", "2"', "1", 'W/"1"', '"abc"'])
+def test_malformed_if_match_is_400(client, factory, team, header):
+    contact = factory.contact(team["member"])
+
+    response = client.patch(
+        f"{CONTACTS}/{contact['id']}",
+        json={"name": "X"},
+        headers={**team["member"].headers, "If-Match": header},
+    )
+
+    assert response.status_code == 400
+
+
+def test_empty_patch_keeps_version(client, factory, team):
+    contact = factory.contact(team["member"])
+
+    response = client.patch(
+        f"{CONTACTS}/{contact['id']}", json={}, headers=team["member"].headers
+    )
+
+    assert response.status_code == 200
+    assert response.headers["ETag"] == '"1"'
+    assert response.get_json()["updated_at"] == contact["updated_at"]
+
+
+def test_duplicate_tags_are_422(client, team):
+    response = client.post(
+        CONTACTS,
+        json={"name": "T", "tags": ["a", "b", "a"]},
+        headers=team["member"].headers,
+    )
+
+    assert response.status_code == 422
+    assert "tags" in response.get_json()["error"]["fields"]
+
+
+def test_viewer_delete_message_names_the_role_rule(client, factory, team):
+    contact = factory.contact(team["member"])
+
+    response = client.delete(
+        f"{CONTACTS}/{contact['id']}", headers=team["viewer"].headers
+    )
+
+    assert (
+        response.get_json()["error"]["message"] == "Your role cannot delete contacts."
+    )

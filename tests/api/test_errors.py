@@ -127,3 +127,71 @@ def test_security_headers_on_every_response(client):
 
 def test_readyz_reports_ready(client):
     assert client.get("/readyz").get_json() == {"status": "ready"}
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"name": "a", "name": "b"}',
+        b'{"name": NaN}',
+        b'{"name": Infinity}',
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+    ids=["duplicate-key", "nan", "infinity", "deep-nesting"],
+)
+def test_ambiguous_or_hostile_json_is_400(client, team, raw):
+    response = client.post(
+        CONTACTS,
+        data=raw,
+        content_type="application/json",
+        headers=team["member"].headers,
+    )
+
+    _assert_error_shape(response, 400, "bad_request")
+
+
+def test_nul_character_in_body_is_400(client, team):
+    response = client.post(
+        CONTACTS, json={"name": "a\x00b"}, headers=team["member"].headers
+    )
+
+    _assert_error_shape(response, 400, "bad_request")
+
+
+def test_nul_character_in_query_is_400(client, team):
+    response = client.get(f"{CONTACTS}?q=a%00b", headers=team["member"].headers)
+
+    _assert_error_shape(response, 400, "bad_request")
+
+
+def test_repeated_query_parameter_is_400(client, team):
+    response = client.get(f"{CONTACTS}?q=a&q=b", headers=team["member"].headers)
+
+    _assert_error_shape(response, 400, "bad_request")
+    assert "q" in response.get_json()["error"]["message"]
+
+
+def test_bad_limit_message_names_the_range(client, team):
+    response = client.get(f"{CONTACTS}?limit=101", headers=team["member"].headers)
+
+    assert "limit" in response.get_json()["error"]["message"]
+    assert "100" in response.get_json()["error"]["message"]
+
+
+def test_empty_query_value_counts_as_absent(client, team):
+    response = client.get(f"{CONTACTS}?q=&cursor=", headers=team["member"].headers)
+
+    assert response.status_code == 200
+
+
+def test_unauthorized_carries_www_authenticate(client):
+    response = client.get(CONTACTS)
+
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+def test_no_content_response_has_no_content_type(client, team):
+    response = client.post("/api/v1/auth/logout", headers=team["viewer"].headers)
+
+    assert response.status_code == 204
+    assert "Content-Type" not in response.headers

@@ -343,3 +343,23 @@ def test_login_still_works_for_user_created_by_admin(client, team):
     _create(client, team["admin"], "member", email=email)
 
     assert "access_token" in login(client, email)
+
+
+def test_owner_rule_message_explains_hand_over(client, team):
+    response = client.patch(
+        f"{USERS}/{team['owner'].id}",
+        json={"role": "admin"},
+        headers=team["owner"].headers,
+    )
+
+    assert response.status_code == 403
+    assert "hand ownership" in response.get_json()["error"]["message"]
+
+
+def test_me_etag_changes_when_body_changes(client, team):
+    before = client.get("/api/v1/me", headers=team["member"].headers).headers["ETag"]
+
+    client.patch("/api/v1/me", json={"name": "Other"}, headers=team["member"].headers)
+    after = client.get("/api/v1/me", headers=team["member"].headers).headers["ETag"]
+
+    assert before != after

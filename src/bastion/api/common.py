@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 from flask import Response, jsonify, request
 from marshmallow import Schema, ValidationError
-from werkzeug.exceptions import BadRequest, UnsupportedMediaType
+from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
-from bastion.errors import BadRequestError, ForbiddenError, PreconditionFailedError
+from bastion.errors import BadRequestError, ForbiddenError
+from bastion.jsonio import find_nul
 from bastion.policy import protected_fields
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -37,8 +39,15 @@ def load_json(
         raise UnsupportedMediaType()
     try:
         data = request.get_json()
+    except RequestEntityTooLarge:
+        raise
     except BadRequest:
-        raise BadRequestError("The request body is not valid JSON.") from None
+        raise BadRequestError(
+            "The request body is not valid JSON (duplicate keys, NaN and "
+            "deeply nested values are rejected)."
+        ) from None
+    if find_nul(data):
+        raise BadRequestError("The request body contains a NUL character.")
     if isinstance(data, dict):
         denied = protected_fields(data, protected)
         if allowed is not None:
@@ -55,46 +64,75 @@ def load_json(
 
 
 def load_query(schema: Schema) -> dict[str, Any]:
-    """Validate the query string; a bad parameter is a 400 naming it."""
-    try:
-        loaded: dict[str, Any] = schema.load(request.args.to_dict())
-    except ValidationError as exc:
-        names = sorted(exc.messages) if isinstance(exc.messages, dict) else []
+    """Validate the query string; a bad parameter is a 400 naming it.
+
+    An empty value counts as absent; a repeated parameter is rejected
+    rather than silently reduced to one of its values.
+    """
+    repeated = sorted(name for name, values in request.args.lists() if len(values) > 1)
+    if repeated:
         raise BadRequestError(
-            "Invalid query parameter: " + ", ".join(names) + "."
-        ) from None
+            "Query parameters may appear only once: " + ", ".join(repeated) + "."
+        )
+    params = {name: value for name, value in request.args.items() if value != ""}
+    if find_nul(params):
+        raise BadRequestError("A query parameter contains a NUL character.")
+    try:
+        loaded: dict[str, Any] = schema.load(params)
+    except ValidationError as exc:
+        raise BadRequestError(_describe_query_errors(exc)) from None
     return loaded
 
 
-def etag_for(row: dict[str, Any]) -> str:
-    return f'"{row["version"]}"'
+def _describe_query_errors(exc: ValidationError) -> str:
+    if not isinstance(exc.messages, dict):
+        return "Invalid query string."
+    parts = []
+    for name, problems in sorted(exc.messages.items()):
+        detail = " ".join(problems) if isinstance(problems, list) else str(problems)
+        parts.append(f"{name}: {detail}")
+    return "Invalid query parameter " + "; ".join(parts)
+
+
+# A strong ETag is the row version, plus a suffix naming the representation
+# when a role sees a reduced one, so two different bodies never share a tag.
+_ETAG = re.compile(r'"(?P<version>[0-9]{1,10})(?:\.[a-z]+)?"')
+
+
+def etag_for(row: dict[str, Any], representation: str = "") -> str:
+    suffix = f".{representation}" if representation else ""
+    return f'"{row["version"]}{suffix}"'
 
 
 def if_match_version() -> int | None:
     """Return the version named by ``If-Match``, or None when absent or ``*``.
 
-    A value that cannot be one of our strong ETags can never match, so it
-    fails the precondition.
+    Bastion takes one ETag here. A list, a weak tag or a value that is not
+    one of our ETags is a 400, so a client bug is not mistaken for a stale
+    copy.
     """
     header = request.headers.get("If-Match")
     if header is None or header.strip() == "*":
         return None
-    value = header.strip()
-    if len(value) < 3 or not (value.startswith('"') and value.endswith('"')):
-        raise PreconditionFailedError()
-    try:
-        return int(value[1:-1])
-    except ValueError:
-        raise PreconditionFailedError() from None
+    match = _ETAG.fullmatch(header.strip())
+    if match is None:
+        raise BadRequestError(
+            'If-Match must be "*" or one ETag as returned by this API, such as "3".'
+        )
+    return int(match["version"])
 
 
 def resource_response(
-    body: dict[str, Any], row: dict[str, Any], status: int = 200
+    body: dict[str, Any],
+    row: dict[str, Any],
+    status: int = 200,
+    *,
+    representation: str = "",
 ) -> Response:
     """Return a single resource with its ``ETag``."""
     response = jsonify(body)
     response.status_code = status
-    response.headers["ETag"] = etag_for(row)
+    response.headers["ETag"] = etag_for(row, representation)
     return response
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from flask import Blueprint, Response, url_for
@@ -33,10 +34,18 @@ contact_schema = ContactSchema()
 contact_without_notes_schema = ContactSchema(exclude=("notes",))
 
 
-def _output_schema() -> Schema:
+def _output() -> tuple[Schema, str]:
+    """Return the dump schema for the caller's role and its ETag suffix."""
     if policy.can_read_contact_notes(current_user().role):
-        return contact_schema
-    return contact_without_notes_schema
+        return contact_schema, ""
+    return contact_without_notes_schema, "nonotes"
+
+
+def _contact_response(contact: dict[str, Any], status: int = 200) -> Response:
+    schema, representation = _output()
+    return resource_response(
+        schema.dump(contact), contact, status, representation=representation
+    )
 
 
 def _require_writer() -> None:
@@ -51,7 +60,8 @@ def list_contacts() -> Response:
     items, next_cursor = registry().contacts.list_contacts(
         caller_context(), limit=query["limit"], cursor=query["cursor"], q=query["q"]
     )
-    return page_response(_output_schema().dump(items, many=True), next_cursor)
+    schema, _ = _output()
+    return page_response(schema.dump(items, many=True), next_cursor)
 
 
 @bp.post("")
@@ -60,7 +70,7 @@ def create_contact() -> Response:
     _require_writer()
     data = load_json(contact_write_schema, protected=policy.CONTACT_PROTECTED_FIELDS)
     contact = registry().contacts.create_contact(caller_context(), data)
-    response = resource_response(_output_schema().dump(contact), contact, status=201)
+    response = _contact_response(contact, status=201)
     response.headers["Location"] = url_for(".get_contact", contact_id=contact["id"])
     return response
 
@@ -69,7 +79,7 @@ def create_contact() -> Response:
 def get_contact(contact_id: UUID) -> Response:
     """Return one contact."""
     contact = registry().contacts.get_contact(caller_context(), str(contact_id))
-    return resource_response(_output_schema().dump(contact), contact)
+    return _contact_response(contact)
 
 
 @bp.patch("/<uuid:contact_id>")
@@ -79,10 +89,17 @@ def update_contact(contact_id: UUID) -> Response:
     data = load_json(
         contact_write_schema, protected=policy.CONTACT_PROTECTED_FIELDS, partial=True
     )
-    contact = registry().contacts.update_contact(
-        caller_context(), str(contact_id), data, expected_version=if_match_version()
+    expected_version = if_match_version()
+    contacts = registry().contacts
+    if not data:
+        # An empty change leaves the contact and its version alone.
+        return _contact_response(
+            contacts.get_contact(caller_context(), str(contact_id))
+        )
+    contact = contacts.update_contact(
+        caller_context(), str(contact_id), data, expected_version=expected_version
     )
-    return resource_response(_output_schema().dump(contact), contact)
+    return _contact_response(contact)
 
 
 @bp.delete("/<uuid:contact_id>")

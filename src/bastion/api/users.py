@@ -88,6 +88,10 @@ def update_user(user_id: UUID) -> Response:
     data: dict[str, Any] = load_json(
         user_update_schema, protected=policy.USER_PROTECTED_FIELDS, partial=True
     )
+    if not data:
+        # An empty change leaves the user and its version alone.
+        user = registry().users.get_user(caller_context(), str(user_id))
+        return resource_response(user_schema.dump(user), user)
     user = registry().users.update_user(
         caller_context(),
         str(user_id),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marshmallow import Schema, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from bastion.schemas.common import (
     LoadSchema,
@@ -13,6 +13,11 @@ from bastion.schemas.common import (
 )
 
 MAX_TAGS = 50
+
+
+def unique_items(values: list[str]) -> None:
+    if len(set(values)) != len(values):
+        raise ValidationError("Tags must be unique.")
 
 
 def _optional_text(max_length: int) -> fields.String:
@@ -29,7 +34,7 @@ class ContactWriteSchema(LoadSchema):
     notes = _optional_text(10_000)
     tags = fields.List(
         fields.String(validate=validate.Length(min=1, max=50)),
-        validate=validate.Length(max=MAX_TAGS),
+        validate=[validate.Length(max=MAX_TAGS), unique_items],
     )
 
 

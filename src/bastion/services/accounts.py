@@ -43,6 +43,8 @@ def insert_user(
         )
     except pg_errors.UniqueViolation as exc:
         raise ConflictError(EMAIL_TAKEN) from exc
+    except pg_errors.ForeignKeyViolation as exc:
+        raise NotFoundError("The account was not found.") from exc
     row = cur.fetchone()
     assert row is not None
     return row
@@ -99,30 +101,6 @@ class AccountService:
             )
 
         return account, owner
-
-    def create_empty_account(self, ctx: TxContext, *, name: str) -> str:
-        """Create an account without users and return its id."""
-        with self.db.write(ctx) as cur:
-            cur.execute(
-                """
-                INSERT INTO accounts (name)
-                VALUES (%(name)s)
-                RETURNING id
-                """,
-                {"name": name},
-            )
-            row = cur.fetchone()
-            assert row is not None
-            account_id = str(row["id"])
-            record_event(
-                cur,
-                ctx,
-                "account.created",
-                account_id=account_id,
-                target_type="account",
-                target_id=account_id,
-            )
-        return account_id
 
     def get_account(self, ctx: TxContext) -> dict[str, Any]:
         """Return the caller's account."""

@@ -184,8 +184,10 @@ class ContactService:
                 actor_id=ctx.user_id,
                 created_by=str(created_by) if created_by else None,
             )
+            if not allowed and policy.can_write_contacts(actor_role):
+                raise ForbiddenError("You can delete only contacts you created.")
             if not allowed:
-                raise ForbiddenError("Your role can delete only contacts you created.")
+                raise ForbiddenError("Your role cannot delete contacts.")
             if expected_version is not None and contact["version"] != expected_version:
                 raise PreconditionFailedError()
             cur.execute(

@@ -21,6 +21,11 @@ USER_COLUMNS = sql.SQL(
     "created_at, updated_at, last_login_at"
 )
 
+OWNER_STAYS = (
+    "The owner cannot be demoted, deactivated or deleted; "
+    "hand ownership to another user first."
+)
+
 
 class UserService:
     """List, create, change and remove users within the caller's account."""
@@ -128,6 +133,8 @@ class UserService:
                 new_role=new_role,
                 ends_active=changes.get("is_active", target["is_active"]),
             )
+            if not allowed and target["role"] == policy.OWNER:
+                raise ForbiddenError(OWNER_STAYS)
             if not allowed:
                 raise ForbiddenError("Your role cannot make this change to this user.")
             if new_role == policy.OWNER and target["role"] != policy.OWNER:
@@ -157,6 +164,10 @@ class UserService:
                 target_id=str(target["id"]),
                 target_role=target["role"],
             )
+            if not allowed and target["role"] == policy.OWNER:
+                raise ForbiddenError(OWNER_STAYS)
+            if not allowed and str(target["id"]) == ctx.user_id:
+                raise ForbiddenError("You cannot delete yourself.")
             if not allowed:
                 raise ForbiddenError("Your role cannot delete this user.")
             cur.execute(
@@ -335,6 +346,15 @@ def _audit_changes(
             target_type="user",
             target_id=target_id,
             details={"from": before["role"], "to": new_role},
+        )
+    if changes.get("is_active") is True and not before["is_active"]:
+        record_event(
+            cur,
+            ctx,
+            "user.reactivated",
+            account_id=ctx.account_id,
+            target_type="user",
+            target_id=target_id,
         )
     if changes.get("is_active") is False and before["is_active"]:
         revoke_user_sessions(cur, user_id=target_id, reason="user_deactivated")
