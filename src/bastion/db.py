@@ -40,6 +40,16 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+# Errors that a retry of the same request can clear: a statement or lock
+# timeout, or a deadlock or serialization failure chosen by the server.
+_RETRY_LATER_ERRORS: tuple[type[BaseException], ...] = (
+    pg_errors.QueryCanceled,
+    pg_errors.LockNotAvailable,
+    pg_errors.DeadlockDetected,
+    pg_errors.SerializationFailure,
+)
+
+
 @dataclass(frozen=True)
 class TxContext:
     """Who a transaction runs for.
@@ -120,9 +130,9 @@ class Database:
         except _UNAVAILABLE_ERRORS as exc:
             _log_db_error("db_unavailable", exc)
             raise ServiceUnavailableError() from exc
-        except (pg_errors.QueryCanceled, pg_errors.LockNotAvailable) as exc:
+        except _RETRY_LATER_ERRORS as exc:
             _log_db_error("db_timeout", exc)
-            raise ServiceUnavailableError() from exc
+            raise ServiceUnavailableError(retry_after=1) from exc
         except psycopg.Error as exc:
             _log_db_error("db_error", exc)
             raise

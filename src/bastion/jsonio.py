@@ -9,6 +9,7 @@ rejected rather than guessed at.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from flask.json.provider import DefaultJSONProvider
@@ -33,9 +34,11 @@ class StrictJSONProvider(DefaultJSONProvider):
     sort_keys = False
 
     def loads(self, s: str | bytes, **kwargs: Any) -> Any:
+        # Bodies are UTF-8 only; json.loads would also guess UTF-16 and -32.
+        text = s.decode("utf-8") if isinstance(s, bytes) else s
         try:
             return json.loads(
-                s,
+                text,
                 object_pairs_hook=_reject_duplicate_keys,
                 parse_constant=_reject_constant,
             )
@@ -43,15 +46,22 @@ class StrictJSONProvider(DefaultJSONProvider):
             raise ValueError("JSON nested too deeply") from None
 
 
-def find_nul(value: Any) -> bool:
-    """Return True if any string in ``value`` contains a NUL character.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 
-    PostgreSQL text cannot hold NUL, so such input is rejected up front.
+
+def has_unstorable_text(value: Any) -> bool:
+    """Return True if any string in ``value`` cannot be stored as text.
+
+    PostgreSQL text cannot hold NUL, and a lone surrogate (which JSON's
+    ``\\ud800`` escapes can produce) cannot be encoded as UTF-8.
     """
     if isinstance(value, str):
-        return "\x00" in value
+        return _UNSTORABLE.search(value) is not None
     if isinstance(value, dict):
-        return any(find_nul(key) or find_nul(item) for key, item in value.items())
+        return any(
+            has_unstorable_text(key) or has_unstorable_text(item)
+            for key, item in value.items()
+        )
     if isinstance(value, list):
-        return any(find_nul(item) for item in value)
+        return any(has_unstorable_text(item) for item in value)
     return False

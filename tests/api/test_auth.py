@@ -317,3 +317,32 @@ def test_jwks_publishes_the_signing_key(client, app):
     kids = {key["kid"] for key in response.get_json()["keys"]}
     assert _signing_key(app).kid in kids
     assert all("d" not in key for key in response.get_json()["keys"])
+
+
+def test_lockout_survives_a_very_long_failure_run(client, factory, db_conn):
+    owner = factory.owner()
+    db_conn.execute(
+        "UPDATE users SET failed_login_count = 1023,"
+        " locked_until = now() - interval '1 second' WHERE id = %s",
+        (owner.id,),
+    )
+
+    statuses = [
+        client.post(
+            f"{AUTH}/login", json={"email": owner.email, "password": "wrong password!"}
+        ).status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [401, 401, 401]
+    locked = db_conn.execute(
+        "SELECT locked_until > now() + interval '50 minutes' FROM users WHERE id = %s",
+        (owner.id,),
+    ).fetchone()
+    assert locked == (True,)
+    failures = db_conn.execute(
+        "SELECT count(*) FROM audit_events WHERE action = 'login.failed'"
+        " AND target_id = %s",
+        (owner.id,),
+    ).fetchone()
+    assert failures == (3,)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
@@ -195,3 +196,54 @@ def test_no_content_response_has_no_content_type(client, team):
 
     assert response.status_code == 204
     assert "Content-Type" not in response.headers
+
+
+def test_lone_surrogate_in_body_is_400(client, team):
+    response = client.post(
+        CONTACTS,
+        data=b'{"name": "\\ud800"}',
+        content_type="application/json",
+        headers=team["member"].headers,
+    )
+
+    _assert_error_shape(response, 400, "bad_request")
+
+
+def test_utf16_body_is_400(client, team):
+    response = client.post(
+        CONTACTS,
+        data='{"name": "x"}'.encode("utf-16"),
+        content_type="application/json",
+        headers=team["member"].headers,
+    )
+
+    _assert_error_shape(response, 400, "bad_request")
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/merge-patch+json", "application/json; charset=latin-1", "text/json"],
+)
+def test_other_json_media_types_are_415(client, team, content_type):
+    response = client.post(
+        CONTACTS,
+        data=b'{"name": "x"}',
+        content_type=content_type,
+        headers=team["member"].headers,
+    )
+
+    _assert_error_shape(response, 415, "unsupported_media_type")
+
+
+def test_chunked_body_over_limit_is_413(client, team):
+    body = b'{"name": "' + b"x" * (2 * 1024 * 1024) + b'"}'
+
+    response = client.post(
+        CONTACTS,
+        input_stream=io.BytesIO(body),
+        content_type="application/json",
+        headers={**team["member"].headers, "Transfer-Encoding": "chunked"},
+        environ_overrides={"wsgi.input_terminated": True},
+    )
+
+    _assert_error_shape(response, 413, "payload_too_large")

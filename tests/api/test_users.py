@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 from tests.conftest import PASSWORD, Factory, login, unique_email
@@ -363,3 +365,27 @@ def test_me_etag_changes_when_body_changes(client, team):
     after = client.get("/api/v1/me", headers=team["member"].headers).headers["ETag"]
 
     assert before != after
+
+
+def test_concurrent_hand_overs_leave_one_owner_and_no_500(app, team, factory):
+    heirs = [team["admin"], factory.user(team["owner"], "member")]
+    barrier = threading.Barrier(len(heirs))
+    statuses: list[int] = []
+
+    def hand_over(heir):
+        client = app.test_client()
+        barrier.wait()
+        response = client.patch(
+            f"{USERS}/{heir.id}", json={"role": "owner"}, headers=team["owner"].headers
+        )
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=hand_over, args=(heir,)) for heir in heirs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+
+    assert sorted(statuses) == [200, 403]
+    listed = app.test_client().get(USERS, headers=heirs[0].headers).get_json()["items"]
+    assert [user["role"] for user in listed].count("owner") == 1

@@ -6,12 +6,12 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
-from flask import Response, jsonify, request
+from flask import Response, current_app, jsonify, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
 from bastion.errors import BadRequestError, ForbiddenError
-from bastion.jsonio import find_nul
+from bastion.jsonio import has_unstorable_text
 from bastion.policy import protected_fields
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -35,8 +35,12 @@ def load_json(
     Keys in ``protected``, or outside ``allowed`` when given, name fields the
     caller may not write: 403 naming them, before any other validation.
     """
-    if not request.is_json:
+    if request.mimetype != "application/json":
         raise UnsupportedMediaType()
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in {"utf-8", "utf8"}:
+        raise UnsupportedMediaType()
+    _reject_truncated_stream()
     try:
         data = request.get_json()
     except RequestEntityTooLarge:
@@ -46,8 +50,10 @@ def load_json(
             "The request body is not valid JSON (duplicate keys, NaN and "
             "deeply nested values are rejected)."
         ) from None
-    if find_nul(data):
-        raise BadRequestError("The request body contains a NUL character.")
+    if has_unstorable_text(data):
+        raise BadRequestError(
+            "The request body contains a NUL character or an unpaired surrogate."
+        )
     if isinstance(data, dict):
         denied = protected_fields(data, protected)
         if allowed is not None:
@@ -63,6 +69,20 @@ def load_json(
     return loaded
 
 
+def _reject_truncated_stream() -> None:
+    """Raise 413 for a chunked body that reached the size limit.
+
+    Werkzeug stops reading a body without Content-Length at
+    MAX_CONTENT_LENGTH and returns what it has, so a longer body would
+    otherwise reach the JSON parser cut short and look malformed.
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or not limit:
+        return
+    if len(request.get_data(cache=True)) >= limit:
+        raise RequestEntityTooLarge()
+
+
 def load_query(schema: Schema) -> dict[str, Any]:
     """Validate the query string; a bad parameter is a 400 naming it.
 
@@ -75,8 +95,10 @@ def load_query(schema: Schema) -> dict[str, Any]:
             "Query parameters may appear only once: " + ", ".join(repeated) + "."
         )
     params = {name: value for name, value in request.args.items() if value != ""}
-    if find_nul(params):
-        raise BadRequestError("A query parameter contains a NUL character.")
+    if has_unstorable_text(params):
+        raise BadRequestError(
+            "A query parameter contains a NUL character or an unpaired surrogate."
+        )
     try:
         loaded: dict[str, Any] = schema.load(params)
     except ValidationError as exc:

@@ -15,6 +15,13 @@ from bastion.services.audit import record_event
 EMAIL_TAKEN = "A user with this email already exists."
 
 
+def unique_violation_error(exc: pg_errors.UniqueViolation) -> ConflictError:
+    """Translate a unique violation on users into the matching conflict."""
+    if exc.diag.constraint_name == "users_one_owner_key":
+        return ConflictError("The account already has an owner.")
+    return ConflictError(EMAIL_TAKEN)
+
+
 def insert_user(
     cur: Cursor,
     *,
@@ -42,7 +49,7 @@ def insert_user(
             },
         )
     except pg_errors.UniqueViolation as exc:
-        raise ConflictError(EMAIL_TAKEN) from exc
+        raise unique_violation_error(exc) from exc
     except pg_errors.ForeignKeyViolation as exc:
         raise NotFoundError("The account was not found.") from exc
     row = cur.fetchone()

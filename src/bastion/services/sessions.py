@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 LOCK_THRESHOLD = 5
 LOCK_BASE_SECONDS = 30
 LOCK_MAX_SECONDS = 3600
+# The exponent is capped before power() so that a long run of failures can
+# neither overflow the arithmetic nor make the lock shorter.
+LOCK_MAX_DOUBLINGS = (LOCK_MAX_SECONDS // LOCK_BASE_SECONDS).bit_length()
 
 AccessTokenIssuer = Callable[[str, str], str]
 
@@ -136,8 +139,10 @@ class SessionService:
                             WHEN failed_login_count + 1 >= %(threshold)s
                             THEN now() + make_interval(secs => least(
                                 %(max_seconds)s,
-                                %(base_seconds)s
-                                * power(2, failed_login_count + 1 - %(threshold)s)
+                                %(base_seconds)s * power(2, least(
+                                    failed_login_count + 1 - %(threshold)s,
+                                    %(max_doublings)s
+                                ))
                             ))
                             ELSE locked_until
                         END
@@ -148,6 +153,7 @@ class SessionService:
                         "threshold": LOCK_THRESHOLD,
                         "base_seconds": LOCK_BASE_SECONDS,
                         "max_seconds": LOCK_MAX_SECONDS,
+                        "max_doublings": LOCK_MAX_DOUBLINGS,
                     },
                 )
             record_event(
@@ -155,7 +161,6 @@ class SessionService:
                 ctx,
                 "login.failed",
                 account_id=str(user["account_id"]),
-                actor_id=str(user["id"]),
                 target_type="user",
                 target_id=str(user["id"]),
                 details={"reason": reason},

@@ -5,14 +5,20 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
+from psycopg import errors as pg_errors
 from psycopg import sql
 
 from bastion import policy
 from bastion.db import Cursor, Database, TxContext
-from bastion.errors import ForbiddenError, NotFoundError, PreconditionFailedError
+from bastion.errors import (
+    ForbiddenError,
+    NotFoundError,
+    PreconditionFailedError,
+    UnauthorizedError,
+)
 from bastion.pagination import CursorCodec, after_params, page_scope, split_page
 from bastion.passwords import PasswordHasher
-from bastion.services.accounts import insert_user
+from bastion.services.accounts import insert_user, unique_violation_error
 from bastion.services.audit import record_event
 from bastion.services.sessions import revoke_user_sessions
 
@@ -90,6 +96,11 @@ class UserService:
         password_hash = self.hasher.hash(password)
 
         with self.db.write(ctx) as cur:
+            actor_role = _lock_actor_role(cur, ctx, actor_role)
+            if not policy.can_create_user(actor_role, role):
+                raise ForbiddenError(
+                    f"Your role cannot create a user with role {role!r}."
+                )
             if role == policy.OWNER:
                 _demote_owner(cur, ctx)
             user = insert_user(
@@ -125,6 +136,7 @@ class UserService:
         new_role = changes.get("role")
 
         with self.db.write(ctx) as cur:
+            actor_role = _lock_actor_role(cur, ctx, actor_role)
             target = _select_user(cur, ctx, user_id, for_update=True)
             _check_version(target, expected_version)
             allowed = policy.can_update_user(
@@ -156,6 +168,7 @@ class UserService:
         assert ctx.user_id is not None
 
         with self.db.write(ctx) as cur:
+            actor_role = _lock_actor_role(cur, ctx, actor_role)
             target = _select_user(cur, ctx, user_id, for_update=True)
             _check_version(target, expected_version)
             allowed = policy.can_delete_user(
@@ -270,6 +283,36 @@ def _select_user(
     return row
 
 
+def _lock_actor_role(cur: Cursor, ctx: TxContext, actor_role: str) -> str:
+    """Re-read the caller's role under a row lock for this transaction.
+
+    The role loaded at the start of the request can be stale by the time
+    the write runs: two concurrent hand-overs by the same owner would both
+    pass the policy. Locking the caller's row serializes such changes, and
+    the fresh role is the one the policy sees. Admin commands have no
+    calling user and keep the role they were given.
+    """
+    if ctx.user_id is None:
+        return actor_role
+    cur.execute(
+        """
+        SELECT role
+        FROM users
+        WHERE id = %(user_id)s
+          AND account_id = %(account_id)s
+          AND is_active
+          AND deleted_at IS NULL
+        FOR UPDATE
+        """,
+        {"user_id": ctx.user_id, "account_id": ctx.account_id},
+    )
+    row = cur.fetchone()
+    if row is None:
+        raise UnauthorizedError()
+    role: str = row["role"]
+    return role
+
+
 def _check_version(row: dict[str, Any], expected_version: int | None) -> None:
     if expected_version is not None and row["version"] != expected_version:
         raise PreconditionFailedError()
@@ -325,7 +368,10 @@ def _apply_changes(
         columns=USER_COLUMNS,
     )
     params = {name: changes[name] for name in columns}
-    cur.execute(query, {**params, "user_id": user_id, "account_id": ctx.account_id})
+    try:
+        cur.execute(query, {**params, "user_id": user_id, "account_id": ctx.account_id})
+    except pg_errors.UniqueViolation as exc:
+        raise unique_violation_error(exc) from exc
     row = cur.fetchone()
     if row is None:
         raise NotFoundError("The user was not found.")
