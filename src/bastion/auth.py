@@ -1,7 +1,7 @@
 """Access tokens and the authenticated caller.
 
-flask-jwt-extended is the token layer; this module pins it to ES256 with
-keys from the key ring, answers every token failure with the same 401 body,
+flask-jwt-extended is the token layer. This module pins it to ES256 with
+keys from the key ring, returns the same 401 body for every token failure,
 and loads the caller with one indexed query per request. That query is what
 makes a logout, role change, deactivation or deletion count on the very next
 request instead of at token expiry.
@@ -38,7 +38,7 @@ class CurrentUser:
 
 @dataclass(frozen=True)
 class TokenSubject:
-    """What an access token is issued for, with the key chosen to sign it.
+    """The subject of an access token, with the key chosen to sign it.
 
     flask-jwt-extended passes the identity to both the header and the key
     callbacks, so carrying the key here keeps ``kid`` and signature in step

@@ -1,7 +1,7 @@
 """Admin commands: ``flask db|accounts|users|keys|tokens ...``.
 
 Commands that take a password read it from a prompt, or from the first line
-of standard input when it is not a terminal; never from the command line.
+of standard input when that is not a terminal. A password is never an option.
 """
 
 from __future__ import annotations

@@ -6,9 +6,9 @@ BEGIN, COMMIT and ROLLBACK. Services open exactly one block per method:
     with self.db.write(ctx) as cur:
         cur.execute(...)
 
-Connections run in autocommit mode, so each block sends its own BEGIN and
-ends with COMMIT, or ROLLBACK on any exception; the connection returns to the
-pool on every path.
+Connections run in autocommit mode, so each block sends its own BEGIN. It
+ends with COMMIT, or with ROLLBACK on any exception, and the connection goes
+back to the pool on every path.
 """
 
 from __future__ import annotations
@@ -52,10 +52,10 @@ _RETRY_LATER_ERRORS: tuple[type[BaseException], ...] = (
 
 @dataclass(frozen=True)
 class TxContext:
-    """Who a transaction runs for.
+    """The caller a transaction runs for.
 
-    The account and user ids are set as transaction-local settings; the
-    client address and request id travel along for the audit trail.
+    The account and user ids become transaction-local settings. The client
+    address and request id travel along for the audit trail.
     """
 
     account_id: str | None = None

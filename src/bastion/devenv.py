@@ -4,8 +4,8 @@ Used by ``make run`` and ``make test``; never by production. It
 
 - generates development secrets under ``var/secrets`` when none are set,
 - finds a PostgreSQL server at ``DATABASE_URL`` (default
-  ``postgresql://postgres@127.0.0.1:5432/bastion``), or, when none answers and
-  ``initdb`` is installed, starts a private cluster under ``var/pg`` on a free
+  ``postgresql://postgres@127.0.0.1:5432/bastion``), or, when none accepts a
+  connection and ``initdb`` is installed, starts a private cluster under ``var/pg`` on a free
   loopback port,
 - creates the database when it is missing,
 - writes ``var/dev.env``, a file of ``export`` lines for the shell.
@@ -85,7 +85,7 @@ def _start_private_cluster() -> str:
     pg_ctl = _find_pg_bin("pg_ctl")
     if not initdb or not pg_ctl:
         raise SystemExit(
-            "devenv: no PostgreSQL server answers at DATABASE_URL and initdb is "
+            "devenv: cannot connect to PostgreSQL at DATABASE_URL and initdb is "
             "not installed; start a server or set DATABASE_URL"
         )
     data_dir = VAR / "pg" / "data"
@@ -155,7 +155,9 @@ def prepare(database_url: str | None) -> dict[str, str]:
         url = _start_private_cluster()
         break
     else:
-        raise SystemExit(f"devenv: no PostgreSQL server answers at {url}")
+        raise SystemExit(
+            f"devenv: cannot connect to PostgreSQL at {url}; is the server running?"
+        )
     _ensure_database(url, fresh=False)
 
     env = {

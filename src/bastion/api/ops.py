@@ -22,7 +22,7 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Report whether PostgreSQL answers within a short timeout."""
+    """Report whether PostgreSQL runs a query within a short timeout."""
     try:
         registry().db.ping(timeout=2.0)
     except Exception as exc:

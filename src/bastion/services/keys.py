@@ -137,8 +137,8 @@ class KeyService:
                     bytes(row["private_key"]), password=self._kek
                 )
             except ValueError:
-                # A wrong JWT_KEY_ENCRYPTION_KEY; skipping the key keeps the
-                # others usable and the log says which one failed.
+                # A wrong JWT_KEY_ENCRYPTION_KEY. Skipping the key keeps the
+                # others usable, and the log names the one that failed.
                 logger.error("signing_key_undecryptable", extra={"kid": row["kid"]})
                 continue
             if not isinstance(private_key, ec.EllipticCurvePrivateKey):
@@ -160,8 +160,8 @@ class KeyRing:
     """Cache the active keys in the process and refresh them periodically.
 
     A rotation or retirement made elsewhere is seen within
-    ``refresh_seconds``; an unknown ``kid`` triggers an early refresh, at most
-    once a second, so new keys verify at once.
+    ``refresh_seconds``. An unknown ``kid`` triggers an early refresh (at most
+    once a second), so a new key verifies at once.
     """
 
     def __init__(self, service: KeyService, *, refresh_seconds: int) -> None:
