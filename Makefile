@@ -10,10 +10,12 @@ export FLASK_APP := bastion
 
 .DEFAULT_GOAL := help
 
-.PHONY: help install run test lint fmt migrate clean
+SQUAWK := node_modules/.bin/squawk
+
+.PHONY: help install run test lint lint-migrations migration fmt migrate clean
 
 help: ## List the targets.
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +26,12 @@ $(VENV)/.installed: requirements.txt
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install requirements.txt.
+
+# squawk comes from the npm registry at the version package-lock.json pins,
+# into the git-ignored node_modules/.
+node_modules/.installed: package.json package-lock.json
+	npm install --no-audit --no-fund --loglevel=error
+	touch $@
 
 var/dev.env: install
 	$(PY) -m bastion.devenv --env-file var/dev.env
@@ -40,14 +48,22 @@ test: install ## Run the test suite against a fresh test database.
 	$(PY) -m bastion.devenv --env-file var/test.env
 	source var/test.env && $(VENV)/bin/pytest $(PYTEST_ARGS)
 
-lint: install ## Check style and types.
+lint: install lint-migrations ## Check style, types and the migration files.
 	$(VENV)/bin/ruff check src tests
 	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
+
+lint-migrations: install node_modules/.installed ## Check migrations/ with the house rules and squawk.
+	$(PY) -m bastion.migration_files check --squawk $(SQUAWK)
+
+migration: install ## Scaffold a migration: NAME=add-x [NUMBER=n] [INDEX=name ON='table (cols)'].
+	@test -n "$(NAME)" || { echo "usage: make migration NAME=lower-case-words"; exit 2; }
+	$(PY) -m bastion.migration_files new "$(NAME)" $(if $(NUMBER),--number "$(NUMBER)") \
+		$(if $(INDEX),--index "$(INDEX)" --on "$(ON)")
 
 fmt: install ## Format the code.
 	$(VENV)/bin/ruff format src tests
 	$(VENV)/bin/ruff check --fix src tests
 
-clean: ## Remove the virtualenv and local state under var/.
-	rm -rf $(VENV) var
+clean: ## Remove the virtualenv, node_modules and local state under var/.
+	rm -rf $(VENV) node_modules var

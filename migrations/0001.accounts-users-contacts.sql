@@ -1,6 +1,12 @@
 -- Accounts, their users and their contacts.
 -- depends:
+--
+-- squawk-ignore-file prefer-bigint-over-int
+-- The integer columns here are small counters: users.failed_login_count
+-- stops growing once the account locks, and each version column counts the
+-- updates of one row, which will not reach 2^31.
 SET lock_timeout = '5s';
+SET statement_timeout = '10s';
 
 CREATE EXTENSION IF NOT EXISTS pg_trgm;
 -- btree_gin lets one GIN index hold the account id and the trigrams, so a

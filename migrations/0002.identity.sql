@@ -1,6 +1,7 @@
 -- Signing keys, login sessions, refresh and reset tokens, and the audit trail.
 -- depends: 0001.accounts-users-contacts
 SET lock_timeout = '5s';
+SET statement_timeout = '10s';
 
 CREATE TABLE signing_keys (
     kid text PRIMARY KEY,
