@@ -100,12 +100,39 @@ def make_settings(database_url: str, **overrides: str) -> Settings:
     return Settings.from_env(environ)
 
 
+def drop_database(url: str) -> None:
+    admin = with_database(url, "postgres")
+    name = sql.Identifier(database_name(url))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+
+
+def configured_database_name() -> str:
+    return os.environ.get("TEST_DATABASE_NAME", "bastion_test")
+
+
 @pytest.fixture(scope="session")
 def database_url() -> str:
-    url = database_url_for(os.environ.get("TEST_DATABASE_NAME", "bastion_test"))
+    url = database_url_for(configured_database_name())
     recreate_database(url)
     migrate.upgrade(url)
     return url
+
+
+@pytest.fixture()
+def scratch_database() -> Iterator[Any]:
+    """Make empty databases named after the test database; drop them afterwards."""
+    made: list[str] = []
+
+    def create(suffix: str) -> str:
+        url = database_url_for(f"{configured_database_name()}_{suffix}")
+        recreate_database(url)
+        made.append(url)
+        return url
+
+    yield create
+    for url in made:
+        drop_database(url)
 
 
 @pytest.fixture(scope="session")

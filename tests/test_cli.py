@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
+from bastion import migrate
 from tests.conftest import PASSWORD, unique_email
 
 
@@ -222,3 +224,57 @@ def test_db_status_lists_applied_migrations(runner):
     assert result.exit_code == 0, result.output
     assert "applied  0001.accounts-users-contacts" in result.output
     assert "pending" not in result.output
+
+
+def test_db_status_exits_nonzero_while_migrations_are_pending(
+    make_app, scratch_database
+):
+    url = scratch_database("status")
+    runner = make_app(MIGRATION_DATABASE_URL=url).test_cli_runner()
+
+    pending = _invoke(runner, "db", "status")
+    migrate.upgrade(url)
+    current = _invoke(runner, "db", "status")
+
+    ids = migrate.migration_ids()
+    assert pending.exit_code == 1
+    assert f"{len(ids)} migration(s) pending" in pending.output
+    for migration_id in ids:
+        assert f"pending  {migration_id}\n" in pending.output
+        assert f"applied  {migration_id}\n" in current.output
+    assert current.exit_code == 0, current.output
+
+
+def test_db_upgrade_reports_retries_and_lock_failure(
+    make_app, scratch_database, tmp_path, monkeypatch
+):
+    url = scratch_database("cli_locks")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE widgets (id int)")
+    (tmp_path / "0001.add-size.sql").write_text(
+        "SET lock_timeout = '100ms';\nALTER TABLE widgets ADD COLUMN size int;\n"
+    )
+    (tmp_path / "0001.add-size.rollback.sql").write_text(
+        "SET lock_timeout = '100ms';\nALTER TABLE widgets DROP COLUMN size;\n"
+    )
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", tmp_path)
+    runner = make_app(MIGRATION_DATABASE_URL=url).test_cli_runner()
+
+    with psycopg.connect(url) as holder:
+        holder_pid = holder.info.backend_pid
+        holder.execute("SELECT count(*) FROM widgets")
+        failed = _invoke(
+            runner, "db", "upgrade", "--attempts", "2", "--retry-delay", "0.01"
+        )
+        holder.rollback()
+    succeeded = _invoke(runner, "db", "upgrade")
+
+    assert failed.exit_code == 1
+    assert (
+        "migration 0001.add-size: canceling statement due to lock timeout "
+        "(attempt 1 of 2); retrying in 0.01 s"
+    ) in failed.output
+    assert "in all 2 attempt(s)" in failed.output
+    assert f"pid {holder_pid}" in failed.output
+    assert succeeded.exit_code == 0, succeeded.output
+    assert "applied 0001.add-size\n" in succeeded.output

@@ -69,9 +69,42 @@ def _fail_on_domain_error(exc: BastionError | ValidationError) -> click.ClickExc
 
 
 @db_cli.command("upgrade")
-def db_upgrade() -> None:
-    """Apply every pending migration."""
-    applied = migrate.upgrade(registry().settings.migration_database_url)
+@click.option(
+    "--attempts",
+    type=click.IntRange(min=1, max=20),
+    default=migrate.DEFAULT_ATTEMPTS,
+    show_default=True,
+    help="Tries per run when a migration times out waiting for a lock.",
+)
+@click.option(
+    "--retry-delay",
+    type=click.FloatRange(min=0),
+    default=migrate.DEFAULT_RETRY_DELAY,
+    show_default=True,
+    help="Seconds to wait after the first lock timeout; doubles on each retry.",
+)
+def db_upgrade(attempts: int, retry_delay: float) -> None:
+    """Apply every pending migration, retrying on lock timeouts."""
+
+    def report_retry(retry: migrate.Retry) -> None:
+        click.echo(
+            f"migration {retry.migration_id}: {retry.error} "
+            f"(attempt {retry.attempt} of {retry.attempts}); "
+            f"retrying in {retry.delay:g} s",
+            err=True,
+        )
+
+    try:
+        applied = migrate.upgrade(
+            registry().settings.migration_database_url,
+            attempts=attempts,
+            retry_delay=retry_delay,
+            on_retry=report_retry,
+        )
+    except migrate.MigrationLockError as exc:
+        raise click.ClickException(str(exc)) from None
+    for migration_id in applied:
+        click.echo(f"applied {migration_id}")
     click.echo(f"applied {len(applied)} migration(s)")
 
 
@@ -79,9 +112,9 @@ def db_upgrade() -> None:
 def db_status() -> None:
     """List applied and pending migrations; exit 1 if any is pending."""
     states = migrate.status(registry().settings.migration_database_url)
-    for migration_id, applied in states:
-        click.echo(f"{'applied' if applied else 'pending':8} {migration_id}")
-    pending = sum(not applied for _, applied in states)
+    for migration_id, state in states:
+        click.echo(f"{state:8} {migration_id}")
+    pending = sum(state == "pending" for _, state in states)
     if pending:
         raise click.ClickException(f"{pending} migration(s) pending")
 
