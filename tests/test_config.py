@@ -108,3 +108,11 @@ def test_value_and_file_together_give_one_message(tmp_path):
 def test_database_url_must_be_postgresql():
     with pytest.raises(ConfigError, match="DATABASE_URL"):
         Settings.from_env({**BASE, "DATABASE_URL": "x"})
+
+
+def test_readyz_checks_migrations_unless_switched_off():
+    assert Settings.from_env(BASE).readyz_check_migrations is True
+    off = {**BASE, "READYZ_CHECK_MIGRATIONS": "false"}
+    assert Settings.from_env(off).readyz_check_migrations is False
+    with pytest.raises(ConfigError, match="READYZ_CHECK_MIGRATIONS"):
+        Settings.from_env({**BASE, "READYZ_CHECK_MIGRATIONS": "maybe"})

@@ -34,6 +34,8 @@ def create_app(settings: Settings | None = None, *, open_pool: bool = True) -> F
     settings = settings or Settings.from_env()
     configure_logging(settings.log_level)
 
+    expected_migrations = _expected_migrations(settings)
+
     app = Flask(__name__)
     app.json_provider_class = StrictJSONProvider
     app.json = StrictJSONProvider(app)
@@ -41,7 +43,7 @@ def create_app(settings: Settings | None = None, *, open_pool: bool = True) -> F
     db = Database(settings)
     if open_pool:
         db.open()
-    _init_services(app, settings, db)
+    _init_services(app, settings, db, expected_migrations)
     _init_request_hooks(app)
 
     from bastion.api import api
@@ -56,7 +58,9 @@ def create_app(settings: Settings | None = None, *, open_pool: bool = True) -> F
     return app
 
 
-def _init_services(app: Flask, settings: Settings, db: Database) -> None:
+def _init_services(
+    app: Flask, settings: Settings, db: Database, expected_migrations: list[str]
+) -> None:
     from bastion.auth import init_jwt, issue_access_token
     from bastion.pagination import CursorCodec
     from bastion.passwords import PasswordHasher
@@ -65,6 +69,7 @@ def _init_services(app: Flask, settings: Settings, db: Database) -> None:
     from bastion.services.audit import AuditService
     from bastion.services.contacts import ContactService
     from bastion.services.keys import KeyRing, KeyService
+    from bastion.services.schema import SchemaService
     from bastion.services.sessions import SessionService
     from bastion.services.users import UserService
 
@@ -96,7 +101,25 @@ def _init_services(app: Flask, settings: Settings, db: Database) -> None:
             refresh_token_ttl=settings.refresh_token_ttl,
         ),
         audit=AuditService(db, cursors),
+        schema=SchemaService(db, expected_migrations),
     )
+
+
+def _expected_migrations(settings: Settings) -> list[str]:
+    from bastion.config import ConfigError
+    from bastion.migrate import MIGRATIONS_DIR, migration_ids
+
+    if not settings.readyz_check_migrations:
+        return []
+    ids = migration_ids()
+    if not ids:
+        # Fail loudly: without the files /readyz could not tell a current
+        # schema from an empty database.
+        raise ConfigError(
+            f"READYZ_CHECK_MIGRATIONS: no migrations found in {MIGRATIONS_DIR}; "
+            "deploy migrations/ with the code or set READYZ_CHECK_MIGRATIONS=false"
+        )
+    return ids
 
 
 def _init_request_hooks(app: Flask) -> None:

@@ -151,6 +151,7 @@ class Settings:
     signup_enabled: bool = True
     bcrypt_rounds: int = 12
     log_level: str = "INFO"
+    readyz_check_migrations: bool = True
 
     @property
     def is_production(self) -> bool:
@@ -201,6 +202,9 @@ class Settings:
             signup_enabled=reader.get("SIGNUP_ENABLED", True, _parse_bool),
             bcrypt_rounds=reader.get("BCRYPT_ROUNDS", 12, _parse_positive_int),
             log_level=reader.get("LOG_LEVEL", "INFO", str.upper),
+            readyz_check_migrations=reader.get(
+                "READYZ_CHECK_MIGRATIONS", True, _parse_bool
+            ),
         )
         if settings.db_pool_min_size > settings.db_pool_max_size:
             reader.errors.append("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")

@@ -22,15 +22,24 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Report whether PostgreSQL runs a query within a short timeout."""
+    """Report whether PostgreSQL runs a query and no migration is pending."""
+    services = registry()
     try:
-        registry().db.ping(timeout=2.0)
+        services.db.ping(timeout=2.0)
     except Exception as exc:
         logger.warning(
             "readiness_failed",
             extra={"dependency": "postgresql", "error_type": type(exc).__name__},
         )
         raise ServiceUnavailableError("The service is not ready.") from exc
+    if services.settings.readyz_check_migrations:
+        pending = services.schema.pending_migrations()
+        if pending:
+            logger.warning(
+                "readiness_failed",
+                extra={"dependency": "migrations", "pending": pending},
+            )
+            raise ServiceUnavailableError("The service is not ready.")
     return jsonify({"status": "ready"})
 
 

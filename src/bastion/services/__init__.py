@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bastion.services.audit import AuditService
     from bastion.services.contacts import ContactService
     from bastion.services.keys import KeyRing, KeyService
+    from bastion.services.schema import SchemaService
     from bastion.services.sessions import SessionService
     from bastion.services.users import UserService
 
@@ -34,6 +35,7 @@ class Services:
     contacts: ContactService
     sessions: SessionService
     audit: AuditService
+    schema: SchemaService
 
 
 def registry() -> Services:
