@@ -12,7 +12,7 @@ export FLASK_APP := bastion
 
 SQUAWK := node_modules/.bin/squawk
 
-.PHONY: help install run test lint lint-migrations migration fmt migrate clean
+.PHONY: help install run test test-compat lint lint-migrations migration fmt migrate clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -48,9 +48,13 @@ test: install ## Run the test suite against a fresh test database.
 	$(PY) -m bastion.devenv --env-file var/test.env
 	source var/test.env && $(VENV)/bin/pytest $(PYTEST_ARGS)
 
+test-compat: install ## Run the previous release's end-to-end test on the current schema.
+	$(PY) -m bastion.devenv --env-file var/test.env
+	source var/test.env && $(PY) scripts/test_compat.py
+
 lint: install lint-migrations ## Check style, types and the migration files.
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff format --check src tests scripts
 	$(VENV)/bin/mypy
 
 lint-migrations: install node_modules/.installed ## Check migrations/ with the house rules and squawk.
@@ -62,8 +66,8 @@ migration: install ## Scaffold a migration: NAME=add-x [NUMBER=n] [INDEX=name ON
 		$(if $(INDEX),--index "$(INDEX)" --on "$(ON)")
 
 fmt: install ## Format the code.
-	$(VENV)/bin/ruff format src tests
-	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests scripts
+	$(VENV)/bin/ruff check --fix src tests scripts
 
 clean: ## Remove the virtualenv, node_modules and local state under var/.
 	rm -rf $(VENV) node_modules var

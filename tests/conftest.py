@@ -2,8 +2,10 @@
 
 The test database is created from ``DATABASE_URL`` with the name
 ``TEST_DATABASE_NAME`` (default ``bastion_test``), dropped first if present,
-and migrated once. Tests make their own accounts, so none depends on rows
-another test made.
+and migrated once. With ``TEST_USE_EXISTING_DATABASE=1`` the suite uses that
+database as it finds it instead: ``make test-compat`` migrates it with newer
+code, then runs an older commit's tests on it. Tests make their own
+accounts, so none depends on rows another test made.
 """
 
 from __future__ import annotations
@@ -114,6 +116,8 @@ def configured_database_name() -> str:
 @pytest.fixture(scope="session")
 def database_url() -> str:
     url = database_url_for(configured_database_name())
+    if os.environ.get("TEST_USE_EXISTING_DATABASE", "").lower() in {"1", "true"}:
+        return url
     recreate_database(url)
     migrate.upgrade(url)
     return url
