@@ -31,7 +31,9 @@ def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 20) -
         try:
             if requests.get(url, timeout=1).status_code == 200:
                 return
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # The socket accepts connections before a worker has booted, so
+            # an early request can time out as well as be refused.
             pass
         time.sleep(0.1)
     raise TimeoutError(f"{url} not ready after {timeout} s")
