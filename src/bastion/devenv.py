@@ -5,8 +5,8 @@ Used by ``make run`` and ``make test``; never by production. It
 - generates development secrets under ``var/secrets`` when none are set,
 - finds a PostgreSQL server at ``DATABASE_URL`` (default
   ``postgresql://postgres@127.0.0.1:5432/bastion``), or, when none accepts a
-  connection and ``initdb`` is installed, starts a private cluster under ``var/pg`` on a free
-  loopback port,
+  connection and ``initdb`` is installed, starts a private cluster under
+  ``var/pg`` on a free loopback port,
 - creates the database when it is missing,
 - writes ``var/dev.env``, a file of ``export`` lines for the shell.
 
