@@ -61,6 +61,7 @@ def test_failed_statement_returns_connection_clean(db, db_conn):
     idle_in_tx = db_conn.execute(
         "SELECT count(*) FROM pg_stat_activity "
         "WHERE application_name = 'bastion' AND state LIKE 'idle in transaction%%'"
+        " AND datname = current_database()"
     ).fetchone()
     assert idle_in_tx == (0,)
 
