@@ -117,6 +117,9 @@ def upgrade(
                 pending = backend.to_apply(read_all(directory))
                 for migration in pending:
                     current = migration.id
+                    # NOTE: yoyo 9 commits a migration on its own connection,
+                    # then records it; a crash between the two makes the
+                    # next run fail loudly on the objects that now exist.
                     backend.apply_one(migration)
                     applied.append(migration.id)
                 backend.run_post_apply(pending)
