@@ -10,7 +10,7 @@ export FLASK_APP := bastion
 
 .DEFAULT_GOAL := help
 
-SQUAWK := node_modules/.bin/squawk
+SQUAWK := .ci/squawk/node_modules/.bin/squawk
 
 .PHONY: help install run test test-compat lint lint-migrations migration fmt migrate clean
 
@@ -27,10 +27,10 @@ $(VENV)/.installed: requirements.txt
 
 install: $(VENV)/.installed ## Create .venv and install requirements.txt.
 
-# squawk comes from the npm registry at the version package-lock.json pins,
-# into the git-ignored node_modules/.
-node_modules/.installed: package.json package-lock.json
-	npm install --no-audit --no-fund --loglevel=error
+# squawk comes from the npm registry at the version .ci/squawk/package.json
+# pins, into the git-ignored .ci/squawk/node_modules/.
+.ci/squawk/node_modules/.installed: .ci/squawk/package.json .ci/squawk/package-lock.json
+	npm install --prefix .ci/squawk --no-audit --no-fund --loglevel=error
 	touch $@
 
 var/dev.env: install
@@ -50,14 +50,14 @@ test: install ## Run the test suite against a fresh test database.
 
 test-compat: install ## Run the previous release's end-to-end test on the current schema.
 	$(PY) -m bastion.devenv --env-file var/test.env
-	source var/test.env && $(PY) scripts/test_compat.py
+	source var/test.env && $(PY) -m bastion.compat
 
 lint: install lint-migrations ## Check style, types and the migration files.
-	$(VENV)/bin/ruff check src tests scripts
-	$(VENV)/bin/ruff format --check src tests scripts
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests
 	$(VENV)/bin/mypy
 
-lint-migrations: install node_modules/.installed ## Check migrations/ with the house rules and squawk.
+lint-migrations: install .ci/squawk/node_modules/.installed ## Check migrations/ with the house rules and squawk.
 	$(PY) -m bastion.migration_files check --squawk $(SQUAWK)
 
 migration: install ## Scaffold a migration: NAME=add-x [NUMBER=n] [INDEX=name ON='table (cols)'].
@@ -66,8 +66,8 @@ migration: install ## Scaffold a migration: NAME=add-x [NUMBER=n] [INDEX=name ON
 		$(if $(INDEX),--index "$(INDEX)" --on "$(ON)")
 
 fmt: install ## Format the code.
-	$(VENV)/bin/ruff format src tests scripts
-	$(VENV)/bin/ruff check --fix src tests scripts
+	$(VENV)/bin/ruff format src tests
+	$(VENV)/bin/ruff check --fix src tests
 
 clean: ## Remove the virtualenv, node_modules and local state under var/.
-	rm -rf $(VENV) node_modules var
+	rm -rf $(VENV) .ci/squawk/node_modules var

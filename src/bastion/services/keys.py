@@ -68,7 +68,8 @@ class KeyService:
     def rotate_key(self) -> str:
         """Create a new signing key; it signs from the next refresh on."""
         private_key = ec.generate_private_key(ec.SECP256R1())
-        kid = secrets.token_urlsafe(12)
+        # Hex, so a kid never starts with "-" and passes as a CLI argument.
+        kid = secrets.token_hex(12)
         encrypted = private_key.private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,

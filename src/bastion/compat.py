@@ -15,7 +15,7 @@ This script checks that mechanically:
 It prints why and exits 0 when the history has no such older commit, or
 when the older commit's tests cannot use an existing database.
 
-Usage (``make test-compat`` sets the environment): python scripts/test_compat.py
+Usage (``make test-compat`` sets the environment): python -m bastion.compat
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 from bastion import migrate
 from bastion.migrate import with_database
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXISTING_DATABASE_SWITCH = "TEST_USE_EXISTING_DATABASE"
 
 
