@@ -6,6 +6,19 @@ short transaction and no request waits on slow upstreams.
 
 import multiprocessing
 import os
+import sys
+import tempfile
+from pathlib import Path
+
+# prometheus-client reads PROMETHEUS_MULTIPROC_DIR once, at its first import,
+# so the metrics directory is chosen before anything imports bastion.
+if os.environ.get("METRICS_ALLOWED_NETWORKS") and not os.environ.get(
+    "PROMETHEUS_MULTIPROC_DIR"
+):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="bastion-metrics-")
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "src"))
+from bastion.gunicorn_hooks import child_exit, on_exit, on_starting  # noqa: F401 - gunicorn hooks
 
 _cores = multiprocessing.cpu_count()
 
@@ -25,6 +38,7 @@ forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 # The app writes one JSON line per request, so gunicorn's access log is off.
 accesslog = os.environ.get("GUNICORN_ACCESSLOG") or None
 errorlog = "-"
+logger_class = "bastion.gunicorn_hooks.GunicornLogger"
 loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 preload_app = False
 # gunicorn 27 opens a control socket at one fixed path per user, so several

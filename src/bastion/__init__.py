@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import re
 import threading
-import time
 import uuid
 
 from flask import Flask, Response, g, request
@@ -15,8 +13,6 @@ from bastion.db import Database
 from bastion.jsonio import StrictJSONProvider
 
 logger = logging.getLogger(__name__)
-
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{8,128}")
 
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
@@ -44,7 +40,7 @@ def create_app(settings: Settings | None = None, *, open_pool: bool = True) -> F
     if open_pool:
         db.open()
     _init_services(app, settings, db, expected_migrations)
-    _init_request_hooks(app)
+    _init_request_hooks(app, settings)
 
     from bastion.api import api
     from bastion.api.ops import bp as ops_bp
@@ -122,12 +118,15 @@ def _expected_migrations(settings: Settings) -> list[str]:
     return ids
 
 
-def _init_request_hooks(app: Flask) -> None:
+def _init_request_hooks(app: Flask, settings: Settings) -> None:
+    from bastion import observability
+
+    # Only a proxy we trust may name the request; see begin_request.
+    trust_request_id = settings.trusted_proxy_count > 0
+
     @app.before_request
     def start_request() -> None:
-        g.started_at = time.perf_counter()
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID.fullmatch(incoming) else uuid.uuid4().hex
+        observability.begin_request(trust_request_id=trust_request_id)
 
     @app.after_request
     def finish_request(response: Response) -> Response:
@@ -141,29 +140,9 @@ def _init_request_hooks(app: Flask) -> None:
             response.headers["Strict-Transport-Security"] = (
                 "max-age=63072000; includeSubDomains"
             )
-        _log_request(response)
+        observability.record_request(response)
         return response
 
-
-def _log_request(response: Response) -> None:
-    from flask_jwt_extended import get_current_user
-
-    try:
-        user = get_current_user()
-    except RuntimeError:
-        user = None
-    started = g.get("started_at")
-    logger.info(
-        "request",
-        extra={
-            "method": request.method,
-            "route": request.url_rule.rule if request.url_rule else None,
-            "status": response.status_code,
-            "duration_ms": round((time.perf_counter() - started) * 1000, 2)
-            if started
-            else None,
-            "user_id": getattr(user, "id", None),
-            "account_id": getattr(user, "account_id", None),
-            "remote_addr": request.remote_addr,
-        },
-    )
+    @app.teardown_request
+    def clear_request(_exc: BaseException | None) -> None:
+        observability.end_request()

@@ -100,9 +100,13 @@ def init_jwt(app: Flask, settings: Settings, key_ring: KeyRing) -> JWTManager:
         session_id = payload.get("sid")
         if not isinstance(session_id, str):
             return None
-        return registry().sessions.load_current_user(
+        user = registry().sessions.load_current_user(
             user_id=payload["sub"], session_id=session_id
         )
+        if user is not None:
+            # Every log record of this request names the caller from here on.
+            g.user_id, g.account_id = user.id, user.account_id
+        return user
 
     for loader in (
         jwt.expired_token_loader,

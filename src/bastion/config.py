@@ -7,6 +7,7 @@ stripped), which is how platforms mount secrets. No ``.env`` file is read.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -61,6 +62,14 @@ def _parse_database_url(raw: str) -> str:
 
 def _parse_list(raw: str) -> tuple[str, ...]:
     return tuple(item.strip() for item in raw.split(",") if item.strip())
+
+
+def _parse_networks(
+    raw: str,
+) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    # strict=False accepts "10.0.0.1/8" as 10.0.0.0/8; a bare address is a /32
+    # or /128 network.
+    return tuple(ipaddress.ip_network(item, strict=False) for item in _parse_list(raw))
 
 
 class _Reader:
@@ -152,6 +161,18 @@ class Settings:
     bcrypt_rounds: int = 12
     log_level: str = "INFO"
     readyz_check_migrations: bool = True
+    # Proxies in front that set X-Forwarded-* and X-Request-ID; 0 trusts none.
+    trusted_proxy_count: int = 0
+    # Networks allowed to read /metrics; empty turns the endpoint off (404).
+    metrics_allowed_networks: tuple[
+        ipaddress.IPv4Network | ipaddress.IPv6Network, ...
+    ] = ()
+    slow_query_threshold_ms: int = 500
+    db_statement_timeout_ms: int = 10_000
+    db_reconnect_timeout: float = 10.0
+    ratelimit_storage_uri: str = "memory://"
+    redis_url: str | None = None
+    readiness_timeout: float = 1.0
 
     @property
     def is_production(self) -> bool:
@@ -204,6 +225,26 @@ class Settings:
             log_level=reader.get("LOG_LEVEL", "INFO", str.upper),
             readyz_check_migrations=reader.get(
                 "READYZ_CHECK_MIGRATIONS", True, _parse_bool
+            ),
+            trusted_proxy_count=reader.get(
+                "TRUSTED_PROXY_COUNT", 0, _parse_non_negative_int
+            ),
+            metrics_allowed_networks=reader.get(
+                "METRICS_ALLOWED_NETWORKS", (), _parse_networks
+            ),
+            slow_query_threshold_ms=reader.get(
+                "SLOW_QUERY_THRESHOLD_MS", 500, _parse_non_negative_int
+            ),
+            db_statement_timeout_ms=reader.get(
+                "DB_STATEMENT_TIMEOUT_MS", 10_000, _parse_non_negative_int
+            ),
+            db_reconnect_timeout=reader.get(
+                "DB_RECONNECT_TIMEOUT", 10.0, _parse_positive_float
+            ),
+            ratelimit_storage_uri=reader.get("RATELIMIT_STORAGE_URI", "memory://", str),
+            redis_url=reader.get("REDIS_URL", None, str),
+            readiness_timeout=reader.get(
+                "READINESS_TIMEOUT", 1.0, _parse_positive_float
             ),
         )
         if settings.db_pool_min_size > settings.db_pool_max_size:

@@ -14,16 +14,22 @@ back to the pool on every path.
 from __future__ import annotations
 
 import logging
+import sys
 import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import Any, Self
 
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.abc import Params, Query
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
+from bastion import metrics
 from bastion.config import Settings
 from bastion.errors import ServiceUnavailableError
 
@@ -32,12 +38,49 @@ logger = logging.getLogger(__name__)
 Cursor = psycopg.Cursor[DictRow]
 
 # Errors that mean "retry later" rather than "the request is wrong": the
-# server is unreachable, the statement or a lock wait timed out, or the
-# server is shutting down.
+# server is unreachable or shutting down. The statement timeouts and lock
+# failures in _RETRY_LATER_ERRORS subclass OperationalError, so they are
+# caught first.
 _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     PoolTimeout,
     psycopg.OperationalError,
 )
+# Integrity errors are how services detect conflicts (a duplicate email is a
+# 409), so they are logged at INFO; every other class at WARNING.
+_EXPECTED_SQLSTATE_CLASSES = {"23"}
+# A backstop for a client that stops talking mid-transaction: the server
+# ends the session instead of holding its locks. No request of ours leaves
+# a transaction idle this long.
+_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+# Database errors already logged, so that a block that re-raises one does
+# not log it twice.
+_logged_errors: weakref.WeakSet[BaseException] = weakref.WeakSet()
+
+
+@dataclass
+class QueryStats:
+    """Database time spent by one request, in milliseconds."""
+
+    db_ms: float = 0.0
+    pool_wait_ms: float = 0.0
+    statements: int = 0
+
+
+_query_stats: ContextVar[QueryStats | None] = ContextVar(
+    "bastion_query_stats", default=None
+)
+
+
+def start_query_stats() -> QueryStats:
+    """Start adding up database time for the current request."""
+    stats = QueryStats()
+    _query_stats.set(stats)
+    return stats
+
+
+def stop_query_stats() -> None:
+    _query_stats.set(None)
 
 
 # Errors that a retry of the same request can clear: a statement or lock
@@ -74,6 +117,7 @@ class Database:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.slow_query_ms = settings.slow_query_threshold_ms
         self.pool: ConnectionPool[psycopg.Connection[DictRow]] = ConnectionPool(
             settings.database_url,
             min_size=settings.db_pool_min_size,
@@ -82,7 +126,11 @@ class Database:
             # A broken connection is replaced on checkout instead of failing
             # the request that happens to receive it.
             check=ConnectionPool.check_connection,
-            reconnect_timeout=60,
+            # While the server is down the pool retries with a doubling
+            # delay; giving up after this many seconds lets the next request
+            # start a fresh attempt, so recovery waits at most about half
+            # this long once the server is back.
+            reconnect_timeout=settings.db_reconnect_timeout,
             open=False,
             name="bastion",
             kwargs={
@@ -90,6 +138,11 @@ class Database:
                 "row_factory": dict_row,
                 "connect_timeout": settings.db_connect_timeout,
                 "application_name": "bastion",
+                "options": (
+                    f"-c statement_timeout={settings.db_statement_timeout_ms} "
+                    "-c idle_in_transaction_session_timeout="
+                    f"{_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+                ),
             },
             connection_class=psycopg.Connection[DictRow],
         )
@@ -97,6 +150,7 @@ class Database:
     def open(self, wait: bool = True) -> None:
         """Open the pool; with ``wait``, fail fast if no connection can be made."""
         self.pool.open(wait=wait, timeout=self.settings.db_pool_timeout * 2)
+        metrics.observe_pool(self.pool.get_stats())
 
     def close(self) -> None:
         self.pool.close()
@@ -112,13 +166,9 @@ class Database:
     @contextmanager
     def _transaction(self, ctx: TxContext, begin: str) -> Iterator[Cursor]:
         started = time.perf_counter()
+        conn = self._checkout()
         try:
-            conn = self.pool.getconn()
-        except PoolTimeout as exc:
-            logger.warning("db_pool_timeout", extra={"pool": self.pool.get_stats()})
-            raise ServiceUnavailableError() from exc
-        try:
-            with conn.cursor() as cur:
+            with TimedCursor(conn, slow_query_ms=self.slow_query_ms) as cur:
                 cur.execute(begin)
                 try:
                     _set_context(cur, ctx)
@@ -126,27 +176,130 @@ class Database:
                 except BaseException:
                     _rollback(conn)
                     raise
-                conn.execute("COMMIT")
-        except _UNAVAILABLE_ERRORS as exc:
-            _log_db_error("db_unavailable", exc)
-            raise ServiceUnavailableError() from exc
+                cur.execute("COMMIT")
         except _RETRY_LATER_ERRORS as exc:
-            _log_db_error("db_timeout", exc)
+            _log_db_error(exc)
             raise ServiceUnavailableError(retry_after=1) from exc
+        except _UNAVAILABLE_ERRORS as exc:
+            _log_db_error(exc)
+            raise ServiceUnavailableError() from exc
         except psycopg.Error as exc:
-            _log_db_error("db_error", exc)
+            _log_db_error(exc)
             raise
         finally:
             self.pool.putconn(conn)
+            metrics.observe_pool(self.pool.get_stats())
             logger.debug(
                 "db_transaction",
-                extra={"duration_ms": (time.perf_counter() - started) * 1000},
+                extra={"duration_ms": _ms_since(started)},
             )
+
+    def _checkout(self) -> psycopg.Connection[DictRow]:
+        started = time.perf_counter()
+        try:
+            conn = self.pool.getconn()
+        except PoolTimeout as exc:
+            _log_db_error(exc, pool=self.pool.get_stats())
+            raise ServiceUnavailableError() from exc
+        finally:
+            waited = time.perf_counter() - started
+            metrics.DB_POOL_WAIT.observe(waited)
+            stats = _query_stats.get()
+            if stats is not None:
+                stats.pool_wait_ms += waited * 1000
+        metrics.observe_pool(self.pool.get_stats())
+        return conn
 
     def ping(self, timeout: float = 2.0) -> None:
         """Run ``SELECT 1`` on a pooled connection, waiting at most ``timeout``."""
         with self.pool.connection(timeout=timeout) as conn:
             conn.execute("SELECT 1")
+
+
+class TimedCursor(psycopg.Cursor[DictRow]):
+    """A cursor that times its statements and logs their errors.
+
+    Time in statements adds to the current request's ``db_ms``. A statement
+    slower than ``slow_query_ms`` (0 turns this off) is logged with its name,
+    never its text or parameters.
+    """
+
+    def __init__(
+        self, connection: psycopg.Connection[Any], *, slow_query_ms: int
+    ) -> None:
+        super().__init__(connection, row_factory=dict_row)
+        self.slow_query_ms = slow_query_ms
+
+    def execute(
+        self,
+        query: Query,
+        params: Params | None = None,
+        *,
+        prepare: bool | None = None,
+        binary: bool | None = None,
+    ) -> Self:
+        started = time.perf_counter()
+        try:
+            # Any: the parent's overloads split Template from other queries,
+            # and this override passes either through unchanged.
+            unchanged: Any = query
+            return super().execute(unchanged, params, prepare=prepare, binary=binary)
+        except psycopg.Error as exc:
+            _log_db_error(exc, statement=statement_name(query))
+            raise
+        finally:
+            self._record(query, started)
+
+    def executemany(
+        self, query: Query, params_seq: Iterable[Params], *, returning: bool = False
+    ) -> None:
+        started = time.perf_counter()
+        try:
+            super().executemany(query, params_seq, returning=returning)
+        except psycopg.Error as exc:
+            _log_db_error(exc, statement=statement_name(query))
+            raise
+        finally:
+            self._record(query, started)
+
+    def _record(self, query: Query, started: float) -> None:
+        elapsed_ms = _ms_since(started)
+        stats = _query_stats.get()
+        if stats is not None:
+            stats.db_ms += elapsed_ms
+            stats.statements += 1
+        if self.slow_query_ms and elapsed_ms >= self.slow_query_ms:
+            logger.warning(
+                "slow_query",
+                extra={
+                    "statement": statement_name(query),
+                    "duration_ms": round(elapsed_ms, 2),
+                },
+            )
+
+
+_CONTROL_STATEMENTS = ("BEGIN", "BEGIN READ ONLY", "COMMIT", "ROLLBACK")
+
+
+def statement_name(query: Query) -> str:
+    """Name a statement by the code that ran it, never by its text.
+
+    The name is the module, function and line of the first caller outside
+    this module and psycopg, such as
+    ``contacts.ContactService.list_contacts:58``: stable between requests,
+    free of parameters, and found with one search. It costs a stack walk,
+    so it is computed only for slow or failed statements.
+    """
+    if isinstance(query, str) and query in _CONTROL_STATEMENTS:
+        return query
+    frame = sys._getframe(1)
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module != __name__ and not module.startswith(("psycopg", "contextlib")):
+            short = module.removeprefix("bastion.services.").removeprefix("bastion.")
+            return f"{short}.{frame.f_code.co_qualname}:{frame.f_lineno}"
+        frame = frame.f_back  # type: ignore[assignment]
+    return "unknown"
 
 
 def _set_context(cur: Cursor, ctx: TxContext) -> None:
@@ -171,18 +324,54 @@ def _rollback(conn: psycopg.Connection[DictRow]) -> None:
     except psycopg.Error as exc:
         # The pool discards a connection it cannot reset, so a failed
         # rollback costs one reconnect, never a leaked transaction.
-        _log_db_error("db_rollback_failed", exc)
+        _log_db_error(exc, statement="ROLLBACK")
 
 
-def _log_db_error(event: str, exc: BaseException) -> None:
+def _log_db_error(
+    exc: BaseException, *, statement: str | None = None, **fields: Any
+) -> None:
+    """Log a database error once, with its SQLSTATE but no row values.
+
+    The server's DETAIL and the full message can quote row values (a
+    unique violation names the duplicate key, a check violation prints the
+    whole row, password hash included), so only the primary message, the
+    SQLSTATE and the names of the constraint, table and column are logged.
+    """
+    if exc in _logged_errors:
+        return
+    _logged_errors.add(exc)
+    sqlstate = getattr(exc, "sqlstate", None)
+    state_class = metrics.sqlstate_class(sqlstate)
+    metrics.DB_ERRORS.labels(state_class).inc()
     diag = getattr(exc, "diag", None)
-    logger.warning(
-        event,
+    level = (
+        logging.INFO if state_class in _EXPECTED_SQLSTATE_CLASSES else logging.WARNING
+    )
+    logger.log(
+        level,
+        "db_error",
         extra={
             "error_type": type(exc).__name__,
-            "sqlstate": getattr(exc, "sqlstate", None),
+            "sqlstate": sqlstate,
+            "sqlstate_class": state_class,
             "constraint": getattr(diag, "constraint_name", None),
             "table": getattr(diag, "table_name", None),
-            "detail": str(exc),
+            "column": getattr(diag, "column_name", None),
+            "error_message": getattr(diag, "message_primary", None)
+            or _driver_message(exc),
+            "statement": statement,
+            **fields,
         },
     )
+
+
+def _driver_message(exc: BaseException) -> str:
+    # Without a server diagnostic the message is the driver's or the pool's
+    # own ("connection refused", "couldn't get a connection after 2.00 sec"),
+    # which quotes no row; its first line is enough.
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def _ms_since(started: float) -> float:
+    return (time.perf_counter() - started) * 1000

@@ -1,12 +1,27 @@
-"""JSON logging: one object per line, with the request id on every record."""
+"""JSON logging: one object per line, with the request id on every record.
+
+The app and gunicorn (through ``bastion.gunicorn_hooks``) share one formatter, so
+every line on stderr parses as JSON. Secrets are kept out in two ways: no
+code logs a body, a header or a token, and the formatter replaces any field
+whose name marks it as secret. Exception messages from the database are cut
+to their primary message, because the server's DETAIL can quote a whole
+row, password hash included.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
+from typing import Any
 
+import psycopg
 from flask import g, has_request_context
 from pythonjsonlogger.json import JsonFormatter
+
+# A field whose name contains one of these is replaced before it is written.
+SECRET_FIELD_MARKERS = ("password", "token", "secret", "authorization", "hash")
+REDACTED = "[redacted]"
 
 
 class RequestContextFilter(logging.Filter):
@@ -20,13 +35,67 @@ class RequestContextFilter(logging.Filter):
         return True
 
 
+class BastionJsonFormatter(JsonFormatter):
+    """Write a record as one JSON object, with secrets and row values removed."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        for key in log_data:
+            if any(marker in key.lower() for marker in SECRET_FIELD_MARKERS):
+                log_data[key] = REDACTED
+        return log_data
+
+    def formatException(self, ei: Any) -> str:
+        return format_exception_safely(ei[1])
+
+
+def format_exception_safely(exc: BaseException) -> str:
+    """Format a traceback like Python does, with database messages cut short."""
+    return "".join(_format_chain(exc, set())).rstrip("\n")
+
+
+def _format_chain(exc: BaseException, seen: set[int]) -> list[str]:
+    seen.add(id(exc))
+    lines: list[str] = []
+    cause, context = exc.__cause__, exc.__context__
+    if cause is not None and id(cause) not in seen:
+        lines += _format_chain(cause, seen)
+        lines.append(
+            "\nThe above exception was the direct cause of the following exception:\n\n"
+        )
+    elif (
+        context is not None and not exc.__suppress_context__ and id(context) not in seen
+    ):
+        lines += _format_chain(context, seen)
+        lines.append(
+            "\nDuring handling of the above exception, another exception occurred:\n\n"
+        )
+    if exc.__traceback__ is not None:
+        lines.append("Traceback (most recent call last):\n")
+        lines += traceback.format_tb(exc.__traceback__)
+    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+    lines.append(f"{name}: {_safe_message(exc)}\n")
+    return lines
+
+
+def _safe_message(exc: BaseException) -> str:
+    if isinstance(exc, psycopg.Error):
+        primary = exc.diag.message_primary if exc.diag else None
+        if primary:
+            return f"[{exc.sqlstate}] {primary}"
+        lines = str(exc).strip().splitlines()
+        return lines[0] if lines else ""
+    return str(exc)
+
+
 def json_formatter() -> JsonFormatter:
-    return JsonFormatter(
-        "%(asctime)s %(levelname)s %(name)s %(message)s",
+    return BastionJsonFormatter(
+        "%(asctime)s %(levelname)s %(name)s %(process)d %(message)s",
         rename_fields={
             "asctime": "timestamp",
             "levelname": "level",
             "message": "event",
+            "process": "pid",
+            "exc_info": "exception",
         },
         datefmt="%Y-%m-%dT%H:%M:%S%z",
     )

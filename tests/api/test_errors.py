@@ -103,16 +103,27 @@ def test_database_error_body_has_no_driver_text(make_app):
     assert b"contacts" not in response.data
 
 
-def test_well_formed_request_id_is_echoed(client):
+def test_request_id_from_trusted_proxy_is_kept(make_app):
+    client = make_app(TRUSTED_PROXY_COUNT="1").test_client()
+
     response = client.get("/healthz", headers={"X-Request-ID": "abc-123_DEF.456"})
 
     assert response.headers["X-Request-ID"] == "abc-123_DEF.456"
 
 
+def test_request_id_without_trusted_proxy_is_replaced(client):
+    response = client.get("/healthz", headers={"X-Request-ID": "abc-123_DEF.456"})
+
+    assert response.headers["X-Request-ID"] != "abc-123_DEF.456"
+    assert len(response.headers["X-Request-ID"]) == 32
+
+
 @pytest.mark.parametrize(
-    "incoming", ["short", "bad id with spaces", "x" * 200, "<script>"]
+    "incoming", ["short", "bad id with spaces", "x" * 200, "<script>", "a\u00e9bcdefgh"]
 )
-def test_malformed_request_id_is_replaced(client, incoming):
+def test_malformed_request_id_from_proxy_is_replaced(make_app, incoming):
+    client = make_app(TRUSTED_PROXY_COUNT="1").test_client()
+
     response = client.get("/healthz", headers={"X-Request-ID": incoming})
 
     assert response.headers["X-Request-ID"] != incoming

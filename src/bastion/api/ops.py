@@ -1,17 +1,28 @@
-"""Health checks and the public signing keys, outside ``/api/v1``."""
+"""Health checks, metrics and the public signing keys, outside ``/api/v1``."""
 
 from __future__ import annotations
 
 import logging
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, abort, current_app, jsonify, request
+from flask.blueprints import BlueprintSetupState
 
+from bastion import metrics
 from bastion.errors import ServiceUnavailableError
+from bastion.health import Readiness
 from bastion.services import registry
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("ops", __name__)
+
+
+@bp.record_once
+def _init_readiness(state: BlueprintSetupState) -> None:
+    services = state.app.extensions["bastion"]
+    state.app.extensions["bastion_readiness"] = Readiness(
+        services.settings, services.db
+    )
 
 
 @bp.get("/healthz")
@@ -22,25 +33,39 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Report whether PostgreSQL runs a query and no migration is pending."""
+    """Report whether PostgreSQL and Redis, when used, answer in time.
+
+    With READYZ_CHECK_MIGRATIONS it also reports whether a migration is
+    pending. The body never names the failed dependency; the log does.
+    """
     services = registry()
-    try:
-        services.db.ping(timeout=2.0)
-    except Exception as exc:
-        logger.warning(
-            "readiness_failed",
-            extra={"dependency": "postgresql", "error_type": type(exc).__name__},
-        )
-        raise ServiceUnavailableError("The service is not ready.") from exc
-    if services.settings.readyz_check_migrations:
+    readiness: Readiness = current_app.extensions["bastion_readiness"]
+    failed = readiness.failed_dependencies()
+    if "postgresql" not in failed and services.settings.readyz_check_migrations:
         pending = services.schema.pending_migrations()
         if pending:
             logger.warning(
                 "readiness_failed",
-                extra={"dependency": "migrations", "pending": pending},
+                extra={"dependencies": ["migrations"], "pending": pending},
             )
             raise ServiceUnavailableError("The service is not ready.")
+    if failed:
+        logger.warning("readiness_failed", extra={"dependencies": failed})
+        raise ServiceUnavailableError("The service is not ready.")
     return jsonify({"status": "ready"})
+
+
+@bp.get("/metrics")
+def prometheus_metrics() -> Response:
+    """Serve Prometheus metrics to allowed networks; 404 to everyone else."""
+    services = registry()
+    if not metrics.is_allowed(
+        request.remote_addr, services.settings.metrics_allowed_networks
+    ):
+        abort(404)
+    metrics.observe_pool(services.db.pool.get_stats())
+    body, content_type = metrics.render()
+    return Response(body, content_type=content_type)
 
 
 @bp.get("/.well-known/jwks.json")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from bastion import metrics
 from bastion.auth import CurrentUser
 from bastion.db import Cursor, Database, TxContext
 from bastion.errors import UnauthorizedError
@@ -114,6 +115,7 @@ class SessionService:
         return self._open_session(ctx, user, new_hash)
 
     def _record_unknown_email(self, ctx: TxContext) -> None:
+        metrics.LOGIN_FAILURES.labels("unknown_email").inc()
         with self.db.write(ctx) as cur:
             record_event(
                 cur,
@@ -129,6 +131,7 @@ class SessionService:
         reason = "wrong_password"
         if not wrong_password:
             reason = "inactive" if not user["is_active"] else "locked"
+        metrics.LOGIN_FAILURES.labels(reason).inc()
         with self.db.write(ctx) as cur:
             if wrong_password:
                 cur.execute(
