@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ import psycopg
 import requests
 
 from bastion.devenv import _as_postgres_user, _find_pg_bin
+from tests.conftest import PASSWORD, unique_email
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -265,3 +267,52 @@ class RedisServer:
         if self.process is not None and self.process.poll() is None:
             self.process.terminate()
             self.process.wait(timeout=10)
+
+
+@dataclass
+class Tenant:
+    """An owner signed up over HTTP, with a live access token."""
+
+    base_url: str
+    email: str
+    token: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def api(self) -> str:
+        return f"{self.base_url}/api/v1"
+
+    def create_contact(self, **fields: str) -> dict:
+        body = {"name": "Fault", "email": f"c-{secrets.token_hex(6)}@example.com"}
+        response = requests.post(
+            f"{self.api}/contacts",
+            json={**body, **fields},
+            headers=self.headers,
+            timeout=10,
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+
+def sign_up(base_url: str) -> Tenant:
+    email = unique_email("fault")
+    api = f"{base_url}/api/v1"
+    signup = requests.post(
+        f"{api}/auth/signup",
+        json={
+            "account_name": "Faults",
+            "name": "Op",
+            "email": email,
+            "password": PASSWORD,
+        },
+        timeout=10,
+    )
+    assert signup.status_code == 201, signup.text
+    login = requests.post(
+        f"{api}/auth/login", json={"email": email, "password": PASSWORD}, timeout=10
+    )
+    assert login.status_code == 200, login.text
+    return Tenant(base_url, email, login.json()["access_token"])

@@ -220,8 +220,9 @@ class TimedCursor(psycopg.Cursor[DictRow]):
     """A cursor that times its statements and logs their errors.
 
     Time in statements adds to the current request's ``db_ms``. A statement
-    slower than ``slow_query_ms`` (0 turns this off) is logged with its name,
-    never its text or parameters.
+    slower than ``slow_query_ms`` (0 turns this off) is logged at WARNING,
+    and at DEBUG level every statement is, by its name: never its text or
+    parameters.
     """
 
     def __init__(
@@ -268,9 +269,11 @@ class TimedCursor(psycopg.Cursor[DictRow]):
         if stats is not None:
             stats.db_ms += elapsed_ms
             stats.statements += 1
-        if self.slow_query_ms and elapsed_ms >= self.slow_query_ms:
-            logger.warning(
-                "slow_query",
+        slow = bool(self.slow_query_ms) and elapsed_ms >= self.slow_query_ms
+        if slow or logger.isEnabledFor(logging.DEBUG):
+            logger.log(
+                logging.WARNING if slow else logging.DEBUG,
+                "slow_query" if slow else "db_statement",
                 extra={
                     "statement": statement_name(query),
                     "duration_ms": round(elapsed_ms, 2),

@@ -2,63 +2,9 @@
 
 from __future__ import annotations
 
-import secrets
-from dataclasses import dataclass
-
 import pytest
-import requests
 
-from tests.conftest import PASSWORD
 from tests.processes import Gunicorn
-
-
-@dataclass
-class Tenant:
-    """An owner signed up over HTTP, with a live access token."""
-
-    base_url: str
-    email: str
-    token: str
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}"}
-
-    @property
-    def api(self) -> str:
-        return f"{self.base_url}/api/v1"
-
-    def create_contact(self, **fields: str) -> dict:
-        body = {"name": "Fault", "email": f"c-{secrets.token_hex(6)}@example.com"}
-        response = requests.post(
-            f"{self.api}/contacts",
-            json={**body, **fields},
-            headers=self.headers,
-            timeout=10,
-        )
-        assert response.status_code == 201, response.text
-        return response.json()
-
-
-def sign_up(base_url: str) -> Tenant:
-    email = f"fault-{secrets.token_hex(6)}@example.com"
-    api = f"{base_url}/api/v1"
-    signup = requests.post(
-        f"{api}/auth/signup",
-        json={
-            "account_name": "Faults",
-            "name": "Op",
-            "email": email,
-            "password": PASSWORD,
-        },
-        timeout=10,
-    )
-    assert signup.status_code == 201, signup.text
-    login = requests.post(
-        f"{api}/auth/login", json={"email": email, "password": PASSWORD}, timeout=10
-    )
-    assert login.status_code == 200, login.text
-    return Tenant(base_url, email, login.json()["access_token"])
 
 
 @pytest.fixture()

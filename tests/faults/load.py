@@ -23,6 +23,7 @@ class Outcome:
     body: dict | None = None
     headers: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    error_detail: str = ""
 
     @property
     def seconds(self) -> float:
@@ -73,7 +74,12 @@ class Load:
                 response = request(key)
             except requests.RequestException as exc:
                 outcome = Outcome(
-                    kind, key, started, time.monotonic(), error=type(exc).__name__
+                    kind,
+                    key,
+                    started,
+                    time.monotonic(),
+                    error=type(exc).__name__,
+                    error_detail=str(exc)[:300],
                 )
             else:
                 outcome = Outcome(

@@ -13,10 +13,9 @@ import requests
 from bastion import migrate
 from bastion.db import Database
 from bastion.services.keys import KeyService
-from tests.conftest import PASSWORD, make_settings
-from tests.faults.conftest import sign_up
+from tests.conftest import make_settings
 from tests.faults.load import Load
-from tests.processes import Gunicorn, PostgresCluster, wait_for
+from tests.processes import PASSWORD, Gunicorn, PostgresCluster, sign_up, wait_for
 
 POOL_TIMEOUT = 2.0
 BEFORE_SECONDS = 3.0

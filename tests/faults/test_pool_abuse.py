@@ -12,8 +12,7 @@ import psycopg
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.faults.conftest import Tenant, sign_up
-from tests.processes import Gunicorn, pid_owning_port, wait_for
+from tests.processes import Gunicorn, Tenant, pid_owning_port, sign_up, wait_for
 
 STATEMENT_TIMEOUT_MS = 100
 POOL_MAX_SIZE = 2

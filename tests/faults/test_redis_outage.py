@@ -9,8 +9,7 @@ from collections import Counter
 import pytest
 import requests
 
-from tests.faults.conftest import sign_up
-from tests.processes import RedisServer, wait_for
+from tests.processes import RedisServer, sign_up, wait_for
 
 PROBES = 6
 
