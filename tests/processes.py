@@ -64,7 +64,7 @@ def child_pids(parent: int) -> set[int]:
 
 
 def pid_owning_port(local_port: int, candidates: set[int]) -> int | None:
-    """Return which of ``candidates`` holds the TCP socket on ``local_port``."""
+    """Return which of ``candidates`` owns the TCP socket on ``local_port``."""
     inodes = set()
     for table in ("/proc/net/tcp", "/proc/net/tcp6"):
         try:

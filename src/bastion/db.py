@@ -127,9 +127,9 @@ class Database:
             # the request that happens to receive it.
             check=ConnectionPool.check_connection,
             # While the server is down the pool retries with a doubling
-            # delay; giving up after this many seconds lets the next request
-            # start a fresh attempt, so recovery waits at most about half
-            # this long once the server is back.
+            # delay. It gives up after this many seconds, and the next
+            # request starts a fresh attempt, so recovery waits at most
+            # about half this long once the server is back.
             reconnect_timeout=settings.db_reconnect_timeout,
             open=False,
             name="bastion",

@@ -30,8 +30,8 @@ _METHOD_LABELS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 def begin_request(*, trust_request_id: bool) -> None:
     """Start the clock and choose the request id.
 
-    An incoming ``X-Request-ID`` is kept only from a trusted proxy, and only
-    when it is well formed; a client talking to us directly could otherwise
+    An incoming ``X-Request-ID`` is kept only when a trusted proxy is in
+    front and the value is well formed. Without that rule a client could
     pick ids that collide with other requests in the logs.
     """
     g.started_at = time.perf_counter()

@@ -125,7 +125,7 @@ def _run_outage(server: Gunicorn, cluster: PostgresCluster, url: str, report) ->
         text = str(outcome.body)
         for marker in LEAK_MARKERS:
             assert marker not in text
-    # A tolerance compare: the server answers 503 within the pool timeout
+    # A tolerance compare: the server returns 503 within the pool timeout
     # plus the time to run the request around it. Clients can wait longer,
     # because sync workers leave the extra load queued in the backlog.
     handled_503 = [r for r in server.log_records("request") if r["status"] == 503]
@@ -190,7 +190,7 @@ def _check_writes(url: str, outcomes) -> int:
             if outcome.status == 201:
                 assert stored == 1, outcome
             else:
-                # A 503 may hide a commit whose answer was lost, never a
+                # A 503 may hide a commit whose response was lost, never a
                 # second copy.
                 assert stored <= 1, outcome
         else:

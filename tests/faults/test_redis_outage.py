@@ -1,4 +1,4 @@
-"""Redis stops: the API keeps serving, readiness says so, one warning each."""
+"""Redis stops: the API keeps serving, readiness reports it, one warning each."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_redis_outage_keeps_api_serving(start_gunicorn, redis_server, report):
     contact = tenant.create_contact()
     assert all(r.status_code == 200 for r in _probe(server.base_url, 2))
 
-    # Each worker warns once for each outage in which it answered a probe.
+    # Each worker warns once for each outage in which it served a probe.
     expected: Counter = Counter()
     for _ in range(2):
         redis_server.stop()

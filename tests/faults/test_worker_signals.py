@@ -34,7 +34,7 @@ def test_sigterm_lets_in_flight_requests_finish(
     server = start_gunicorn(
         GUNICORN_WORKERS="3",
         GUNICORN_GRACEFUL_TIMEOUT=str(GRACEFUL_TIMEOUT),
-        # Trust the client's X-Request-ID, so that the log tells which
+        # Trust the client's X-Request-ID, so that the log shows which
         # requests reached a worker.
         TRUSTED_PROXY_COUNT="1",
     )
@@ -93,9 +93,9 @@ def test_sigterm_lets_in_flight_requests_finish(
     handled = {r["request_id"]: r for r in server.log_records("request")}
     outcomes = load.snapshot()
     failed = [o for o in outcomes if o.error]
-    # A request a worker took on got its whole response; a connection that
-    # failed never reached a worker (it waited in the listen backlog or came
-    # after the listener closed).
+    # Every request a worker accepted got its whole response. A connection
+    # that failed never reached a worker, because it waited in the listen
+    # backlog or came after the listener closed.
     for outcome in outcomes:
         if outcome.key in handled:
             assert outcome.status == handled[outcome.key]["status"], outcome

@@ -33,7 +33,7 @@ def healthz() -> Response:
 
 @bp.get("/readyz")
 def readyz() -> Response:
-    """Report whether PostgreSQL and Redis, when used, answer in time.
+    """Report whether PostgreSQL and Redis, when used, respond in time.
 
     With READYZ_CHECK_MIGRATIONS it also reports whether a migration is
     pending. The body never names the failed dependency; the log does.
