@@ -10,11 +10,17 @@ accounts, so none depends on rows another test made.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -66,10 +72,19 @@ class ScanningClient(FlaskClient):
 
     def open(self, *args: Any, **kwargs: Any) -> Any:
         response = super().open(*args, **kwargs)
+        # Read and close the body as a WSGI server does, so callbacks
+        # registered with call_on_close (such as mail delivery) run.
+        response.get_data()
+        response.close()
         if response.is_json:
             leaked = find_forbidden_keys(response.get_json(silent=True))
             assert not leaked, f"response leaks {leaked}"
         return response
+
+
+def random_client_address() -> str:
+    """Return an address in 198.18.0.0/15, a range reserved for testing."""
+    return str(ipaddress.IPv4Address("198.18.0.0") + secrets.randbelow(2**17))
 
 
 def database_url_for(name: str) -> str:
@@ -87,6 +102,11 @@ def recreate_database(url: str) -> None:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
 
 
+# Mail from every app the tests build lands here; tests pick their message
+# by its recipient.
+OUTBOX_DIR = Path(tempfile.mkdtemp(prefix="bastion-outbox-"))
+
+
 def make_settings(database_url: str, **overrides: str) -> Settings:
     environ = {
         "BASTION_ENV": "test",
@@ -97,6 +117,8 @@ def make_settings(database_url: str, **overrides: str) -> Settings:
         "DB_POOL_MAX_SIZE": "4",
         "DB_POOL_TIMEOUT": "2",
         "SIGNING_KEY_CACHE_SECONDS": "0",
+        "MAIL_BACKEND": "file",
+        "MAIL_OUTBOX_DIR": str(OUTBOX_DIR),
         **overrides,
     }
     return Settings.from_env(environ)
@@ -111,6 +133,12 @@ def drop_database(url: str) -> None:
 
 def configured_database_name() -> str:
     return os.environ.get("TEST_DATABASE_NAME", "bastion_test")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_outbox() -> Iterator[None]:
+    yield
+    shutil.rmtree(OUTBOX_DIR, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -155,7 +183,11 @@ def app(settings: Settings) -> Iterator[Flask]:
 
 @pytest.fixture()
 def client(app: Flask) -> FlaskClient:
-    return app.test_client()
+    # Each test's requests come from an address of its own, so the failed
+    # logins of one test never lock another test's client out.
+    client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = random_client_address()
+    return client
 
 
 @pytest.fixture()
@@ -179,6 +211,17 @@ class Member:
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.access_token}"}
+
+
+def read_mail(to: str, outbox: Path = OUTBOX_DIR) -> list[EmailMessage]:
+    """Return the messages in the file outbox addressed to ``to``."""
+    messages = []
+    for path in sorted(outbox.glob("*.eml")):
+        message = message_from_bytes(path.read_bytes(), policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        if message["To"] == to:
+            messages.append(message)
+    return messages
 
 
 def unique_email(prefix: str = "user") -> str:
@@ -274,11 +317,16 @@ def team(factory: Factory) -> dict[str, Member]:
 
 
 @pytest.fixture()
-def make_app(database_url: str) -> Iterator[Any]:
-    """Build extra apps with setting overrides; their pools close afterwards."""
+def make_app(database_url: str, settings: Settings) -> Iterator[Any]:
+    """Build extra apps with setting overrides; their pools close afterwards.
+
+    They share the signing keys of the session's app, as instances of one
+    deployment do.
+    """
     made: list[Flask] = []
 
     def build(**overrides: str) -> Flask:
+        overrides.setdefault("JWT_KEY_ENCRYPTION_KEY", settings.jwt_key_encryption_key)
         application = create_app(make_settings(database_url, **overrides))
         application.test_client_class = ScanningClient
         made.append(application)

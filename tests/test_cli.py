@@ -278,3 +278,15 @@ def test_db_upgrade_reports_retries_and_lock_failure(
     assert f"pid {holder_pid}" in failed.output
     assert succeeded.exit_code == 0, succeeded.output
     assert "applied 0001.add-size\n" in succeeded.output
+
+
+def test_set_password_applies_the_password_policy(runner, client, factory):
+    owner = factory.owner()
+
+    result = _invoke(
+        runner, "users", "set-password", "--email", owner.email, stdin="password1234\n"
+    )
+
+    assert result.exit_code != 0
+    assert "too common or too easy to guess" in result.output
+    assert client.get("/api/v1/me", headers=owner.headers).status_code == 200

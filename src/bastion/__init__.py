@@ -58,6 +58,7 @@ def _init_services(
     app: Flask, settings: Settings, db: Database, expected_migrations: list[str]
 ) -> None:
     from bastion.auth import init_jwt, issue_access_token
+    from bastion.mail import build_mailer
     from bastion.pagination import CursorCodec
     from bastion.passwords import PasswordHasher
     from bastion.services import Services
@@ -65,6 +66,7 @@ def _init_services(
     from bastion.services.audit import AuditService
     from bastion.services.contacts import ContactService
     from bastion.services.keys import KeyRing, KeyService
+    from bastion.services.passwords import PasswordService
     from bastion.services.schema import SchemaService
     from bastion.services.sessions import SessionService
     from bastion.services.users import UserService
@@ -96,8 +98,10 @@ def _init_services(
             access_token_ttl=settings.access_token_ttl,
             refresh_token_ttl=settings.refresh_token_ttl,
         ),
+        passwords=PasswordService(db, hasher, settings),
         audit=AuditService(db, cursors),
         schema=SchemaService(db, expected_migrations),
+        mailer=build_mailer(settings),
     )
 
 

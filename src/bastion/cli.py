@@ -17,8 +17,8 @@ from marshmallow import ValidationError
 from bastion import migrate
 from bastion.db import TxContext
 from bastion.errors import BastionError
+from bastion.passwords import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from bastion.policy import ROLES
-from bastion.schemas.common import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from bastion.services import registry
 from bastion.services.audit import CLI_ACTOR
 

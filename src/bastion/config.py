@@ -10,12 +10,13 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 T = TypeVar("T")
 
 ENVIRONMENTS = ("production", "development", "test")
+MAIL_BACKENDS = ("smtp", "file")
 MIN_SECRET_LENGTH = 32
 PLACEHOLDER_SECRETS = {"changeme", "secret", "change-me", "dev", "development"}
 
@@ -173,6 +174,17 @@ class Settings:
     ratelimit_storage_uri: str = "memory://"
     redis_url: str | None = None
     readiness_timeout: float = 1.0
+    password_reset_ttl: int = 1800
+    password_reset_url: str | None = None
+    mail_backend: str = "smtp"
+    mail_outbox_dir: str = "var/outbox"
+    mail_from: str = "Bastion <bastion@localhost>"
+    smtp_host: str = "localhost"
+    smtp_port: int = 587
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_timeout: float = 10.0
 
     @property
     def is_production(self) -> bool:
@@ -246,6 +258,23 @@ class Settings:
             readiness_timeout=reader.get(
                 "READINESS_TIMEOUT", 1.0, _parse_positive_float
             ),
+            password_reset_ttl=reader.get(
+                "PASSWORD_RESET_TTL_SECONDS", 1800, _parse_positive_int
+            ),
+            password_reset_url=reader.get("PASSWORD_RESET_URL", None, str),
+            # Production sends real mail by default; elsewhere mail lands in
+            # files that a developer or a test can read.
+            mail_backend=reader.get(
+                "MAIL_BACKEND", "smtp" if env == "production" else "file", str.lower
+            ),
+            mail_outbox_dir=reader.get("MAIL_OUTBOX_DIR", "var/outbox", str),
+            mail_from=reader.get("MAIL_FROM", "Bastion <bastion@localhost>", str),
+            smtp_host=reader.get("SMTP_HOST", "localhost", str),
+            smtp_port=reader.get("SMTP_PORT", 587, _parse_positive_int),
+            smtp_starttls=reader.get("SMTP_STARTTLS", True, _parse_bool),
+            smtp_username=reader.get("SMTP_USERNAME", None, str),
+            smtp_password=reader.get("SMTP_PASSWORD", None, str),
+            smtp_timeout=reader.get("SMTP_TIMEOUT", 10.0, _parse_positive_float),
         )
         if settings.db_pool_min_size > settings.db_pool_max_size:
             reader.errors.append("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")
@@ -253,6 +282,28 @@ class Settings:
             reader.errors.append("BCRYPT_ROUNDS: must be between 4 and 31")
         if settings.is_production and settings.bcrypt_rounds < 12:
             reader.errors.append("BCRYPT_ROUNDS: must be at least 12 in production")
+        _check_mail(settings, reader)
         if reader.errors:
             raise ConfigError("invalid configuration:\n  " + "\n  ".join(reader.errors))
         return settings
+
+
+def _check_mail(settings: Settings, reader: _Reader) -> None:
+    if settings.mail_backend not in MAIL_BACKENDS:
+        reader.errors.append(
+            f"MAIL_BACKEND: invalid value {settings.mail_backend!r} "
+            f"(expected one of {', '.join(MAIL_BACKENDS)})"
+        )
+    if bool(settings.smtp_username) != bool(settings.smtp_password):
+        reader.errors.append("SMTP_USERNAME, SMTP_PASSWORD: set both or neither")
+    # Credentials never travel over a connection that STARTTLS did not
+    # encrypt.
+    if settings.smtp_password and not settings.smtp_starttls:
+        reader.errors.append("SMTP_PASSWORD: requires SMTP_STARTTLS=true")
+    # The reset link carries a secret, so production only sends https links.
+    schemes = ("https://",) if settings.is_production else ("https://", "http://")
+    url = settings.password_reset_url
+    if url is not None and not url.startswith(schemes):
+        reader.errors.append(
+            f"PASSWORD_RESET_URL: must start with {' or '.join(schemes)}"
+        )

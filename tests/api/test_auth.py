@@ -6,14 +6,17 @@ import base64
 import hashlib
 import hmac
 import json
+import statistics
 import time
 
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from passlib.hash import bcrypt as passlib_bcrypt
+from passlib.hash import bcrypt_sha256
 
-from tests.conftest import PASSWORD, login, unique_email
+from tests.conftest import PASSWORD, login, random_client_address, unique_email
 
 AUTH = "/api/v1/auth"
 
@@ -346,3 +349,95 @@ def test_lockout_survives_a_very_long_failure_run(client, factory, db_conn):
         (owner.id,),
     ).fetchone()
     assert failures == (3,)
+
+
+class TestPasswordHashing:
+    @pytest.mark.parametrize("length", [73, 100])
+    def test_72_byte_prefix_of_a_long_password_does_not_log_in(self, client, length):
+        password = ("velvet orbit lantern quarry " * 4)[:length]
+        email = unique_email()
+        client.post(
+            f"{AUTH}/signup",
+            json={
+                "account_name": "A",
+                "name": "B",
+                "email": email,
+                "password": password,
+            },
+        )
+
+        prefix = client.post(
+            f"{AUTH}/login", json={"email": email, "password": password[:72]}
+        )
+
+        _assert_unauthorized(prefix)
+        assert login(client, email, password)["access_token"]
+
+    def test_hash_at_older_cost_is_upgraded_at_login(
+        self, client, factory, make_app, db_conn
+    ):
+        owner = factory.owner()
+        stronger = make_app(BCRYPT_ROUNDS="5")
+
+        login(stronger.test_client(), owner.email)
+
+        stored = db_conn.execute(
+            "SELECT password_hash FROM users WHERE id = %s", (owner.id,)
+        ).fetchone()[0]
+        assert bcrypt_sha256.from_string(stored).rounds == 5
+        assert login(client, owner.email)["access_token"]
+
+    def test_plain_bcrypt_hash_is_upgraded_at_login(self, client, factory, db_conn):
+        owner = factory.owner()
+        db_conn.execute(
+            "UPDATE users SET password_hash = %s WHERE id = %s",
+            (passlib_bcrypt.using(rounds=4).hash(PASSWORD), owner.id),
+        )
+
+        login(client, owner.email)
+
+        stored = db_conn.execute(
+            "SELECT password_hash FROM users WHERE id = %s", (owner.id,)
+        ).fetchone()[0]
+        assert bcrypt_sha256.identify(stored)
+        assert login(client, owner.email)["access_token"]
+
+    def test_unknown_email_and_wrong_password_take_about_as_long(self, make_app):
+        # A bcrypt cost where one hash clearly outweighs the database work,
+        # so a path that skipped hashing would stand out.
+        app = make_app(BCRYPT_ROUNDS="9")
+        client = app.test_client()
+        client.environ_base["REMOTE_ADDR"] = random_client_address()
+        email = unique_email()
+        client.post(
+            f"{AUTH}/signup",
+            json={
+                "account_name": "A",
+                "name": "B",
+                "email": email,
+                "password": PASSWORD,
+            },
+        )
+        hasher = app.extensions["bastion"].accounts.hasher
+        hash_times = []
+        for _ in range(5):
+            started = time.perf_counter()
+            hasher.verify_dummy(PASSWORD)
+            hash_times.append(time.perf_counter() - started)
+        hash_seconds = statistics.median(hash_times)
+
+        def timed(login_email):
+            started = time.perf_counter()
+            response = client.post(
+                f"{AUTH}/login", json={"email": login_email, "password": "x" * 16}
+            )
+            assert response.status_code == 401
+            return time.perf_counter() - started
+
+        unknown, wrong = [], []
+        for _ in range(9):
+            unknown.append(timed(unique_email()))
+            wrong.append(timed(email))
+
+        difference = abs(statistics.median(unknown) - statistics.median(wrong))
+        assert difference < hash_seconds / 2, (difference, hash_seconds)

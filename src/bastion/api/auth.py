@@ -1,4 +1,4 @@
-"""Sign-up, login, token refresh and logout."""
+"""Sign-up, login, token refresh, logout and password reset."""
 
 from __future__ import annotations
 
@@ -7,9 +7,12 @@ from flask import Blueprint, Response, jsonify
 from bastion.api.common import load_json, no_content, public
 from bastion.auth import anonymous_context, caller_context, current_user
 from bastion.errors import NotFoundError
+from bastion.mail import send_quietly
 from bastion.schemas.auth import (
     AccountWithUserSchema,
     LoginSchema,
+    PasswordResetConfirmSchema,
+    PasswordResetRequestSchema,
     RefreshSchema,
     SignupSchema,
     TokenPairSchema,
@@ -24,6 +27,12 @@ login_schema = LoginSchema()
 refresh_schema = RefreshSchema()
 token_pair_schema = TokenPairSchema()
 account_with_user_schema = AccountWithUserSchema()
+reset_request_schema = PasswordResetRequestSchema()
+reset_confirm_schema = PasswordResetConfirmSchema()
+
+RESET_ACCEPTED = (
+    "If an active user has this email, a password reset token is on its way."
+)
 
 
 def _token_body(pair: TokenPair) -> Response:
@@ -85,4 +94,33 @@ def refresh() -> Response:
 def logout() -> Response:
     """End the caller's session."""
     registry().sessions.logout(caller_context(), session_id=current_user().session_id)
+    return no_content()
+
+
+@bp.post("/password-reset")
+@public
+def request_password_reset() -> tuple[Response, int]:
+    """Mail a reset token when an active user has the email; answer 202 always."""
+    data = load_json(reset_request_schema)
+    services = registry()
+    reset = services.passwords.request_reset(anonymous_context(), email=data["email"])
+    response = jsonify({"message": RESET_ACCEPTED})
+    message = reset.message
+    if message is not None:
+        # Sent after the response is written, so the time to answer does
+        # not reveal whether the email belongs to a user.
+        response.call_on_close(
+            lambda: send_quietly(services.mailer, message, event="password_reset")
+        )
+    return response, 202
+
+
+@bp.post("/password-reset/confirm")
+@public
+def confirm_password_reset() -> Response:
+    """Set a new password with a reset token; every session of the user ends."""
+    data = load_json(reset_confirm_schema)
+    registry().passwords.confirm_reset(
+        anonymous_context(), token=data["token"], password=data["password"]
+    )
     return no_content()

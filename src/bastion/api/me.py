@@ -7,11 +7,11 @@ from typing import Any
 
 from flask import Blueprint, Response, jsonify
 
-from bastion.api.common import load_json
+from bastion.api.common import load_json, no_content
 from bastion.auth import caller_context, current_user
 from bastion.policy import USER_PROTECTED_FIELDS
 from bastion.schemas.accounts import AccountSchema
-from bastion.schemas.users import MeUpdateSchema, UserSchema
+from bastion.schemas.users import MeUpdateSchema, PasswordChangeSchema, UserSchema
 from bastion.services import registry
 
 bp = Blueprint("me", __name__, url_prefix="/me")
@@ -19,6 +19,7 @@ bp = Blueprint("me", __name__, url_prefix="/me")
 user_schema = UserSchema()
 account_schema = AccountSchema()
 me_update_schema = MeUpdateSchema()
+password_change_schema = PasswordChangeSchema()
 
 
 def _me_response(user: dict[str, Any], account: dict[str, Any]) -> Response:
@@ -54,3 +55,16 @@ def update_me() -> Response:
     user = services.users.update_me(ctx, name=data["name"])
     account = services.accounts.get_account(ctx)
     return _me_response(user, account)
+
+
+@bp.post("/password")
+def change_password() -> Response:
+    """Change the caller's password; their other sessions end."""
+    data = load_json(password_change_schema)
+    registry().passwords.change_password(
+        caller_context(),
+        session_id=current_user().session_id,
+        current_password=data["current_password"],
+        new_password=data["new_password"],
+    )
+    return no_content()

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from bastion.passwords import PASSWORD_MAX_LENGTH
 from bastion.schemas.accounts import AccountSchema
 from bastion.schemas.common import (
-    PASSWORD_MAX_LENGTH,
     LoadSchema,
     email_field,
     name_field,
@@ -35,6 +35,17 @@ class RefreshSchema(LoadSchema):
     refresh_token = fields.String(
         required=True, load_only=True, validate=validate.Length(min=1, max=200)
     )
+
+
+class PasswordResetRequestSchema(LoadSchema):
+    email = email_field()
+
+
+class PasswordResetConfirmSchema(LoadSchema):
+    token = fields.String(
+        required=True, load_only=True, validate=validate.Length(min=1, max=200)
+    )
+    password = password_field()
 
 
 class TokenPairSchema(Schema):

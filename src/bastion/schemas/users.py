@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+from bastion.passwords import PASSWORD_MAX_LENGTH
 from bastion.policy import ROLES
 from bastion.schemas.common import (
     LoadSchema,
@@ -30,6 +31,15 @@ class UserUpdateSchema(LoadSchema):
 
 class MeUpdateSchema(LoadSchema):
     name = name_field()
+
+
+class PasswordChangeSchema(LoadSchema):
+    current_password = fields.String(
+        required=True,
+        load_only=True,
+        validate=validate.Length(min=1, max=PASSWORD_MAX_LENGTH),
+    )
+    new_password = password_field()
 
 
 class UserPublicSchema(Schema):

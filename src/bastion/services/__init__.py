@@ -13,10 +13,12 @@ from flask import current_app
 if TYPE_CHECKING:
     from bastion.config import Settings
     from bastion.db import Database
+    from bastion.mail import Mailer
     from bastion.services.accounts import AccountService
     from bastion.services.audit import AuditService
     from bastion.services.contacts import ContactService
     from bastion.services.keys import KeyRing, KeyService
+    from bastion.services.passwords import PasswordService
     from bastion.services.schema import SchemaService
     from bastion.services.sessions import SessionService
     from bastion.services.users import UserService
@@ -34,8 +36,10 @@ class Services:
     users: UserService
     contacts: ContactService
     sessions: SessionService
+    passwords: PasswordService
     audit: AuditService
     schema: SchemaService
+    mailer: Mailer
 
 
 def registry() -> Services:

@@ -8,7 +8,7 @@ from psycopg import errors as pg_errors
 
 from bastion.db import Cursor, Database, TxContext
 from bastion.errors import ConflictError, NotFoundError
-from bastion.passwords import PasswordHasher
+from bastion.passwords import PasswordHasher, enforce_password_policy
 from bastion.policy import OWNER
 from bastion.services.audit import record_event
 
@@ -75,6 +75,11 @@ class AccountService:
         actor_id: str | None = None,
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Create an account and its owner in one transaction."""
+        enforce_password_policy(
+            password,
+            field="password",
+            user_inputs=[owner_email, owner_name, account_name],
+        )
         password_hash = self.hasher.hash(password)
 
         with self.db.write(ctx) as cur:

@@ -20,18 +20,15 @@ from bastion.db import Cursor, Database, TxContext
 from bastion.errors import UnauthorizedError
 from bastion.passwords import PasswordHasher
 from bastion.services.audit import record_event
+from bastion.services.login_throttle import (
+    client_network,
+    is_client_locked,
+    purge_client_failures,
+    record_account_failure,
+    record_client_failure,
+)
 
 logger = logging.getLogger(__name__)
-
-# Failed logins before an account is locked, and the lock's growth: the
-# first lock lasts LOCK_BASE_SECONDS and each further failure doubles it,
-# up to LOCK_MAX_SECONDS.
-LOCK_THRESHOLD = 5
-LOCK_BASE_SECONDS = 30
-LOCK_MAX_SECONDS = 3600
-# The exponent is capped before power() so that a long run of failures can
-# neither overflow the arithmetic nor make the lock shorter.
-LOCK_MAX_DOUBLINGS = (LOCK_MAX_SECONDS // LOCK_BASE_SECONDS).bit_length()
 
 AccessTokenIssuer = Callable[[str, str], str]
 
@@ -85,10 +82,14 @@ class SessionService:
     def login(self, ctx: TxContext, *, email: str, password: str) -> TokenPair:
         """Check the credentials and open a session; raise UnauthorizedError.
 
-        Every failure (unknown email, wrong password, inactive or locked
-        user) raises the same error after the same hashing work.
+        Every failure (unknown email, wrong password, inactive user, locked
+        user or locked client network) raises the same error after the same
+        hashing work.
         """
+        network = client_network(ctx.ip)
+
         with self.db.read(ctx) as cur:
+            client_locked = is_client_locked(cur, network)
             cur.execute(
                 """
                 SELECT id, account_id, password_hash, is_active,
@@ -105,18 +106,29 @@ class SessionService:
         # bcrypt runs.
         if user is None:
             self.hasher.verify_dummy(password)
-            self._record_unknown_email(ctx)
+            self._record_unknown_email(ctx, network)
             raise UnauthorizedError("The email or password is incorrect.")
         matches, new_hash = self.hasher.verify(password, user["password_hash"])
-        if not matches or not user["is_active"] or user["locked"]:
-            self._record_failure(ctx, user, wrong_password=not matches)
-            raise UnauthorizedError("The email or password is incorrect.")
+        if not matches:
+            reason = "wrong_password"
+        elif not user["is_active"]:
+            reason = "inactive"
+        elif user["locked"]:
+            reason = "locked"
+        elif client_locked:
+            reason = "client_locked"
+        else:
+            return self._open_session(ctx, user, new_hash)
 
-        return self._open_session(ctx, user, new_hash)
+        self._record_failure(ctx, user, network, reason=reason)
+        raise UnauthorizedError("The email or password is incorrect.")
 
-    def _record_unknown_email(self, ctx: TxContext) -> None:
+    def _record_unknown_email(self, ctx: TxContext, network: str | None) -> None:
+        # Nothing here names or creates an account: the counter is keyed by
+        # the client network and the event has no account.
         metrics.LOGIN_FAILURES.labels("unknown_email").inc()
         with self.db.write(ctx) as cur:
+            record_client_failure(cur, network)
             record_event(
                 cur,
                 ctx,
@@ -126,39 +138,18 @@ class SessionService:
             )
 
     def _record_failure(
-        self, ctx: TxContext, user: dict[str, Any], *, wrong_password: bool
+        self,
+        ctx: TxContext,
+        user: dict[str, Any],
+        network: str | None,
+        *,
+        reason: str,
     ) -> None:
-        reason = "wrong_password"
-        if not wrong_password:
-            reason = "inactive" if not user["is_active"] else "locked"
         metrics.LOGIN_FAILURES.labels(reason).inc()
         with self.db.write(ctx) as cur:
-            if wrong_password:
-                cur.execute(
-                    """
-                    UPDATE users
-                    SET failed_login_count = failed_login_count + 1,
-                        locked_until = CASE
-                            WHEN failed_login_count + 1 >= %(threshold)s
-                            THEN now() + make_interval(secs => least(
-                                %(max_seconds)s,
-                                %(base_seconds)s * power(2, least(
-                                    failed_login_count + 1 - %(threshold)s,
-                                    %(max_doublings)s
-                                ))
-                            ))
-                            ELSE locked_until
-                        END
-                    WHERE id = %(user_id)s
-                    """,
-                    {
-                        "user_id": user["id"],
-                        "threshold": LOCK_THRESHOLD,
-                        "base_seconds": LOCK_BASE_SECONDS,
-                        "max_seconds": LOCK_MAX_SECONDS,
-                        "max_doublings": LOCK_MAX_DOUBLINGS,
-                    },
-                )
+            if reason == "wrong_password":
+                record_account_failure(cur, str(user["id"]))
+                record_client_failure(cur, network)
             record_event(
                 cur,
                 ctx,
@@ -355,7 +346,8 @@ class SessionService:
         )
 
     def purge_expired(self) -> int:
-        """Delete expired sessions (their tokens cascade); return the count."""
+        """Delete expired sessions (their refresh tokens cascade), expired
+        reset tokens and stale login failure counters; return the count."""
         with self.db.write() as cur:
             cur.execute(
                 """
@@ -363,4 +355,13 @@ class SessionService:
                 WHERE expires_at < now()
                 """
             )
-            return cur.rowcount
+            deleted = cur.rowcount
+            cur.execute(
+                """
+                DELETE FROM password_reset_tokens
+                WHERE expires_at < now()
+                """
+            )
+            deleted += cur.rowcount
+            deleted += purge_client_failures(cur)
+            return deleted

@@ -17,9 +17,10 @@ from bastion.errors import (
     UnauthorizedError,
 )
 from bastion.pagination import CursorCodec, after_params, page_scope, split_page
-from bastion.passwords import PasswordHasher
+from bastion.passwords import PasswordHasher, enforce_password_policy
 from bastion.services.accounts import insert_user, unique_violation_error
 from bastion.services.audit import record_event
+from bastion.services.passwords import delete_unused_reset_tokens
 from bastion.services.sessions import revoke_user_sessions
 
 USER_COLUMNS = sql.SQL(
@@ -93,6 +94,7 @@ class UserService:
         assert ctx.account_id is not None
         if not policy.can_create_user(actor_role, role):
             raise ForbiddenError(f"Your role cannot create a user with role {role!r}.")
+        enforce_password_policy(password, field="password", user_inputs=[email, name])
         password_hash = self.hasher.hash(password)
 
         with self.db.write(ctx) as cur:
@@ -205,6 +207,7 @@ class UserService:
 
     def set_password(self, ctx: TxContext, *, email: str, password: str) -> None:
         """Replace a user's password (any account) and end their sessions."""
+        enforce_password_policy(password, field="password", user_inputs=[email])
         password_hash = self.hasher.hash(password)
 
         with self.db.write(ctx) as cur:
@@ -223,6 +226,7 @@ class UserService:
             if user is None:
                 raise NotFoundError("No user has this email.")
             revoke_user_sessions(cur, user_id=str(user["id"]), reason="password_set")
+            delete_unused_reset_tokens(cur, str(user["id"]))
             record_event(
                 cur,
                 ctx,

@@ -1,0 +1,116 @@
+"""Password hashing and the password policy, without the HTTP layer."""
+
+from __future__ import annotations
+
+import secrets
+
+import pytest
+from passlib.hash import bcrypt, bcrypt_sha256
+
+from bastion.passwords import (
+    TOO_GUESSABLE,
+    TOO_LONG,
+    TOO_SHORT,
+    PasswordHasher,
+    password_problem,
+)
+
+
+@pytest.fixture(scope="module")
+def hasher():
+    return PasswordHasher(rounds=4)
+
+
+@pytest.mark.parametrize("length", [73, 100])
+def test_long_password_and_its_72_byte_prefix_differ(hasher, length):
+    password = ("Zq7!" * 30)[:length]
+    assert len(password.encode()) == length
+    stored = hasher.hash(password)
+
+    assert hasher.verify(password, stored)[0]
+    assert not hasher.verify(password[:72], stored)[0]
+
+
+def test_multibyte_password_past_72_bytes_is_not_truncated(hasher):
+    password = "ü" * 50  # 100 bytes in UTF-8
+    stored = hasher.hash(password)
+
+    assert not hasher.verify("ü" * 36, stored)[0]
+
+
+def test_hash_at_lower_cost_is_replaced_on_verify():
+    old = PasswordHasher(rounds=4).hash("an old passphrase here")
+    hasher = PasswordHasher(rounds=5)
+
+    matches, new_hash = hasher.verify("an old passphrase here", old)
+
+    assert matches
+    assert new_hash is not None
+    assert bcrypt_sha256.from_string(new_hash).rounds == 5
+
+
+def test_plain_bcrypt_hash_is_replaced_with_bcrypt_sha256(hasher):
+    old = bcrypt.using(rounds=4).hash("an old passphrase here")
+
+    matches, new_hash = hasher.verify("an old passphrase here", old)
+
+    assert matches
+    assert new_hash is not None
+    assert bcrypt_sha256.identify(new_hash)
+
+
+def test_current_hash_is_kept(hasher):
+    stored = hasher.hash("a current passphrase")
+
+    assert hasher.verify("a current passphrase", stored) == (True, None)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "password1234",
+        "Password1234",
+        "qwertyuiop12",
+        "aaaaaaaaaaaa",
+        "123456789012",
+        "iloveyou1234",
+        "P@ssw0rd2024!",
+        "abcdefghijklmnop",
+        "1q2w3e4r5t6y7u8i",
+    ],
+)
+def test_policy_rejects_common_and_patterned_passwords(password):
+    assert password_problem(password) == TOO_GUESSABLE
+
+
+def test_policy_rejects_the_users_own_name_and_email():
+    password = "quokkazanzibar1"
+    assert password_problem(password) is None
+
+    problem = password_problem(
+        password, user_inputs=["quokkazanzibar@example.com", "Ada"]
+    )
+
+    assert problem == TOO_GUESSABLE
+
+
+@pytest.mark.parametrize(
+    ("password", "problem"),
+    [("Zq7!xw9#Lm2", TOO_SHORT), ("Zq7!xw9#Lm2$" * 86, TOO_LONG)],
+)
+def test_policy_length_bounds(password, problem):
+    assert password_problem(password) == problem
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "correct horse battery staple",
+        "Zq7!xw9#Lm2$",
+        secrets.token_urlsafe(24),
+        # 1,024 characters; only the first 16 are scored.
+        ("!$%(+0123456789<@[{|" * 52)[:1024],
+    ],
+)
+def test_policy_accepts_strong_passwords_up_to_the_maximum(password):
+    assert password_problem(password) is None
