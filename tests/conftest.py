@@ -11,7 +11,9 @@ accounts, so none depends on rows another test made.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
+import re
 import secrets
 import shutil
 import tempfile
@@ -31,6 +33,7 @@ from psycopg import sql
 
 from bastion import create_app, migrate
 from bastion.config import Settings
+from bastion.logging import json_formatter
 from bastion.migrate import database_name, with_database
 
 PASSWORD = "correct horse battery staple"
@@ -133,6 +136,44 @@ def drop_database(url: str) -> None:
 
 def configured_database_name() -> str:
     return os.environ.get("TEST_DATABASE_NAME", "bastion_test")
+
+
+# What a leaked secret looks like in a log line: a password hash, a bearer
+# header, or a JWT (its header and payload both start with '{"').
+LEAK_PATTERN = re.compile(
+    r"\$bcrypt-sha256\$|\$2[aby]?\$\d\d\$|Bearer |eyJ[\w-]{8,}\.eyJ[\w-]{8,}"
+)
+
+
+class LogCollector(logging.Handler):
+    """Keep every formatted log line, as the JSON log handler writes it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+        self.setFormatter(json_formatter())
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _suite_logs_carry_no_secrets() -> Iterator[None]:
+    """Search every log line the whole run wrote in this process.
+
+    A leak fails the teardown of the run's last test.
+    """
+    collector = LogCollector()
+    logging.getLogger().addHandler(collector)
+    yield
+    logging.getLogger().removeHandler(collector)
+    leaked = [
+        line
+        for line in collector.lines
+        if PASSWORD in line or LEAK_PATTERN.search(line)
+    ]
+    assert collector.lines, "no log line was captured"
+    assert not leaked, f"{len(leaked)} log line(s) carry a secret: {leaked[:3]}"
 
 
 @pytest.fixture(scope="session", autouse=True)
