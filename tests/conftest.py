@@ -255,7 +255,7 @@ class Member:
 
 
 def read_mail(to: str, outbox: Path = OUTBOX_DIR) -> list[EmailMessage]:
-    """Return the messages in the file outbox addressed to ``to``."""
+    """Return the messages in the file outbox addressed to ``to``, oldest first."""
     messages = []
     for path in sorted(outbox.glob("*.eml")):
         message = message_from_bytes(path.read_bytes(), policy=policy.default)

@@ -290,3 +290,37 @@ def test_set_password_applies_the_password_policy(runner, client, factory):
     assert result.exit_code != 0
     assert "too common or too easy to guess" in result.output
     assert client.get("/api/v1/me", headers=owner.headers).status_code == 200
+
+
+def test_tokens_purge_expired_deletes_reset_tokens_and_counters(
+    runner, factory, db_conn
+):
+    owner = factory.owner()
+    db_conn.execute(
+        "INSERT INTO password_reset_tokens (token_hash, user_id, expires_at)"
+        " VALUES (%s, %s, now() - interval '1 s'), (%s, %s, now() + interval '1 h')",
+        (
+            b"expired-" + owner.id.encode(),
+            owner.id,
+            b"live-" + owner.id.encode(),
+            owner.id,
+        ),
+    )
+    db_conn.execute(
+        "INSERT INTO login_failures (client_network, failure_count, last_failure_at)"
+        " VALUES ('192.0.2.1/32', 3, now() - interval '2 hours'),"
+        " ('192.0.2.2/32', 3, now())"
+    )
+
+    result = _invoke(runner, "tokens", "purge-expired")
+
+    assert result.exit_code == 0, result.output
+    tokens = db_conn.execute(
+        "SELECT token_hash FROM password_reset_tokens WHERE user_id = %s", (owner.id,)
+    ).fetchall()
+    assert tokens == [(b"live-" + owner.id.encode(),)]
+    networks = db_conn.execute(
+        "SELECT host(client_network) FROM login_failures"
+        " WHERE client_network <<= '192.0.2.0/24'"
+    ).fetchall()
+    assert networks == [("192.0.2.2",)]

@@ -1,4 +1,4 @@
-"""No secret reaches the logs: a whole flow against gunicorn at DEBUG level."""
+"""No secret reaches the logs: whole flows against gunicorn at DEBUG level."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ import logging
 import os
 import smtplib
 import ssl
+import time
 import uuid
 from email.message import EmailMessage
 from pathlib import Path
@@ -24,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 class Mailer(Protocol):
     def send(self, message: EmailMessage) -> None:
-        """Deliver ``message``; raise OSError or smtplib.SMTPException."""
+        """Deliver ``message``, raising OSError or SMTPException on failure."""
 
 
 class FileMailer:
@@ -35,7 +36,8 @@ class FileMailer:
 
     def send(self, message: EmailMessage) -> None:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = f"{uuid.uuid4().hex}.eml"
+        # Names sort in the order the messages were written.
+        name = f"{time.time_ns()}-{uuid.uuid4().hex[:8]}.eml"
         temporary = self.directory / f".{name}.tmp"
         # Write then rename, so a reader never sees half a message.
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -59,7 +61,7 @@ class SmtpMailer:
         with smtplib.SMTP(self.host, self.port, timeout=self.timeout) as smtp:
             if self.starttls:
                 # Raises SMTPNotSupportedError when the server does not
-                # offer STARTTLS; the message is then never sent in clear.
+                # offer STARTTLS, so the message is never sent in clear.
                 smtp.starttls(context=ssl.create_default_context())
             if self.username and self.password:
                 smtp.login(self.username, self.password)
@@ -86,7 +88,7 @@ def make_message(
 
 
 def send_quietly(mailer: Mailer, message: EmailMessage, *, event: str) -> None:
-    """Send ``message``; log a failure without the message or the address."""
+    """Send ``message`` and log a failure without its content or address."""
     try:
         mailer.send(message)
     except (OSError, smtplib.SMTPException) as exc:

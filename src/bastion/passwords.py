@@ -30,8 +30,8 @@ PASSWORD_MAX_LENGTH = 1024
 PASSWORD_MIN_SCORE = 3
 # zxcvbn's l33t matcher grows steeply with length: a crafted 72-character
 # input took 2 s on a 2-core test machine, 16 characters at most 44 ms.
-# Scoring the first 16 characters bounds that cost; a password whose first
-# 16 characters are hard to guess cannot be easier to guess as a whole.
+# Scoring only the first 16 characters bounds that cost. A password whose
+# first 16 characters are hard to guess cannot be easier to guess as a whole.
 PASSWORD_SCORED_PREFIX = 16
 
 TOO_SHORT = f"Must be at least {PASSWORD_MIN_LENGTH} characters long."

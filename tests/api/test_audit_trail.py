@@ -223,7 +223,7 @@ def test_contact_deleted_with_contact(client, factory, db_conn):
 
 def test_rolled_back_change_leaves_no_event(client, factory, db_conn):
     owner = factory.owner()
-    taken = factory.user(owner, "member").email
+    existing_email = factory.user(owner, "member").email
 
     def created_events():
         return db_conn.execute(
@@ -235,7 +235,12 @@ def test_rolled_back_change_leaves_no_event(client, factory, db_conn):
     before = created_events()
     response = client.post(
         "/api/v1/users",
-        json={"name": "Dup", "email": taken, "role": "viewer", "password": PASSWORD},
+        json={
+            "name": "Dup",
+            "email": existing_email,
+            "role": "viewer",
+            "password": PASSWORD,
+        },
         headers=owner.headers,
     )
 

@@ -110,7 +110,7 @@ def test_account_lock_doubles_with_each_further_failure(client, factory, db_conn
     assert 58 <= second <= 60
 
 
-def test_ipv6_clients_in_one_slash_64_share_a_counter(client, factory):
+def test_ipv6_slash_64_shares_a_counter(client, factory):
     owner = factory.owner()
     prefix = f"2001:db8:{random_client_address().split('.')[-1]}:1"
     _fail_from(client, f"{prefix}::1", CLIENT_LOCK_THRESHOLD)

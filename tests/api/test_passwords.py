@@ -124,9 +124,7 @@ class TestChangePassword:
         )
         assert old.status_code == 401
 
-    def test_wrong_current_password_is_403_and_counts_as_failure(
-        self, client, factory, db_conn
-    ):
+    def test_wrong_current_password_is_403(self, client, factory, db_conn):
         owner = factory.owner()
 
         response = _change(client, owner, current="not the password at all")

@@ -100,14 +100,14 @@ def logout() -> Response:
 @bp.post("/password-reset")
 @public
 def request_password_reset() -> tuple[Response, int]:
-    """Mail a reset token when an active user has the email; answer 202 always."""
+    """Mail a reset token if an active user has the email; return 202 always."""
     data = load_json(reset_request_schema)
     services = registry()
     reset = services.passwords.request_reset(anonymous_context(), email=data["email"])
     response = jsonify({"message": RESET_ACCEPTED})
     message = reset.message
     if message is not None:
-        # Sent after the response is written, so the time to answer does
+        # Sent after the response is written, so the response time does
         # not reveal whether the email belongs to a user.
         response.call_on_close(
             lambda: send_quietly(services.mailer, message, event="password_reset")

@@ -56,7 +56,7 @@ class PasswordService:
 
         A wrong current password counts towards the account lock, as a
         failed login does, so a stolen access token cannot be used to guess
-        it; a locked account gets the same error as a wrong password.
+        it. A locked account gets the same error as a wrong password.
         """
         with self.db.read(ctx) as cur:
             user = _select_caller(cur, ctx)
@@ -107,7 +107,7 @@ class PasswordService:
         """Store a reset token for an active user with ``email``.
 
         Returns the message that carries the token, or no message when no
-        active user has the email; callers answer both cases alike.
+        active user has the email. Callers must respond alike in both cases.
         """
         token = secrets.token_urlsafe(32)
 
@@ -123,6 +123,9 @@ class PasswordService:
                 {"email": email},
             )
             user = cur.fetchone()
+            # NOTE: a known email runs three more statements than an unknown
+            # one, about a millisecond on loopback; mail delivery, the slow
+            # part, happens after the response.
             if user is None:
                 return ResetRequest(message=None)
             user_id = str(user["id"])

@@ -32,6 +32,20 @@ logger = logging.getLogger(__name__)
 
 AccessTokenIssuer = Callable[[str, str], str]
 
+# The per-request caller lookup: two primary-key probes. A module constant
+# so that benchmarks/caller_lookup.py measures the statement the app runs.
+CALLER_LOOKUP = """
+    SELECT u.id, u.account_id, u.role
+    FROM users AS u
+    JOIN auth_sessions AS s ON s.user_id = u.id
+    WHERE u.id = %(user_id)s
+      AND s.id = %(session_id)s
+      AND s.revoked_at IS NULL
+      AND s.expires_at > now()
+      AND u.is_active
+      AND u.deleted_at IS NULL
+"""
+
 
 @dataclass(frozen=True)
 class TokenPair:
@@ -86,6 +100,8 @@ class SessionService:
         user or locked client network) raises the same error after the same
         hashing work.
         """
+        # NOTE: ctx.ip is REMOTE_ADDR. Behind a proxy that does not rewrite
+        # it to the client's address, all clients share the proxy's counter.
         network = client_network(ctx.ip)
 
         with self.db.read(ctx) as cur:
@@ -321,20 +337,7 @@ class SessionService:
         immediate revocation.
         """
         with self.db.read() as cur:
-            cur.execute(
-                """
-                SELECT u.id, u.account_id, u.role
-                FROM users AS u
-                JOIN auth_sessions AS s ON s.user_id = u.id
-                WHERE u.id = %(user_id)s
-                  AND s.id = %(session_id)s
-                  AND s.revoked_at IS NULL
-                  AND s.expires_at > now()
-                  AND u.is_active
-                  AND u.deleted_at IS NULL
-                """,
-                {"user_id": user_id, "session_id": session_id},
-            )
+            cur.execute(CALLER_LOOKUP, {"user_id": user_id, "session_id": session_id})
             row = cur.fetchone()
         if row is None:
             return None
@@ -346,8 +349,11 @@ class SessionService:
         )
 
     def purge_expired(self) -> int:
-        """Delete expired sessions (their refresh tokens cascade), expired
-        reset tokens and stale login failure counters; return the count."""
+        """Delete expired sessions, reset tokens and stale login counters.
+
+        A session's refresh tokens go with it. Returns the number of rows
+        deleted.
+        """
         with self.db.write() as cur:
             cur.execute(
                 """
