@@ -33,7 +33,7 @@ logger = logging.getLogger(__name__)
 AccessTokenIssuer = Callable[[str, str], str]
 
 # The per-request caller lookup: two primary-key probes. A module constant
-# so that benchmarks/caller_lookup.py measures the statement the app runs.
+# so that bench/caller_lookup.py measures the statement the app runs.
 CALLER_LOOKUP = """
     SELECT u.id, u.account_id, u.role
     FROM users AS u

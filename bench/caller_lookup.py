@@ -1,7 +1,7 @@
 """Measure the per-request caller lookup that makes revocation immediate.
 
 Usage, with the environment of ``make test`` (``source var/test.env``):
-``.venv/bin/python benchmarks/caller_lookup.py [--users N] [--iterations N]``
+``.venv/bin/python bench/caller_lookup.py [--users N] [--iterations N]``
 
 It recreates the database ``BENCH_DATABASE_NAME`` (default
 ``bastion_bench``) on the server of ``DATABASE_URL``, migrates it, seeds
