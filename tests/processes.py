@@ -128,7 +128,8 @@ class Gunicorn:
             raise RuntimeError(f"gunicorn exited with {self.process.returncode}")
         try:
             return requests.get(self.base_url + path, timeout=2).status_code == 200
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
+            # A worker still importing the app can accept and not answer yet.
             return False
 
     @property
