@@ -37,11 +37,12 @@ var/dev.env: install
 	$(PY) -m bastion.devenv --env-file var/dev.env
 
 migrate: var/dev.env ## Apply pending migrations to the development database.
-	source var/dev.env && $(FLASK) db upgrade
+	source var/dev.env && $(FLASK) db create-roles && $(FLASK) db upgrade
 
 run: install ## Serve the API on 127.0.0.1:$(PORT) with a local database.
 	$(PY) -m bastion.devenv --env-file var/dev.env
-	source var/dev.env && $(FLASK) db upgrade && $(FLASK) keys rotate --if-missing \
+	source var/dev.env && $(FLASK) db create-roles && $(FLASK) db upgrade \
+		&& $(FLASK) keys rotate --if-missing \
 		&& exec $(VENV)/bin/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) wsgi:app
 
 test: install ## Run the test suite against a fresh test database.

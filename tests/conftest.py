@@ -1,11 +1,15 @@
 """Fixtures: a fresh PostgreSQL database per run, the app, and factories.
 
-The test database is created from ``DATABASE_URL`` with the name
-``TEST_DATABASE_NAME`` (default ``bastion_test``), dropped first if present,
-and migrated once. With ``TEST_USE_EXISTING_DATABASE=1`` the suite uses that
-database as it finds it instead: ``make test-compat`` migrates it with newer
-code, then runs an older commit's tests on it. Tests make their own
-accounts, so none depends on rows another test made.
+The test database is created on the server of ``ADMIN_DATABASE_URL`` (or
+``DATABASE_URL``), which must connect as a superuser, with the name
+``TEST_DATABASE_NAME`` (default ``bastion_test``), dropped first if present.
+The roles ``<name>_owner`` and ``<name>_app`` are set up as
+``flask db create-roles`` does, the migrations run as the owner, and the
+app connects as the application role, as in production. With
+``TEST_USE_EXISTING_DATABASE=1`` the suite uses that database as it finds it
+instead: ``make test-compat`` migrates it with newer code, then runs an
+older commit's tests on it. Tests make their own accounts, so none depends
+on rows another test made.
 """
 
 from __future__ import annotations
@@ -33,8 +37,10 @@ from psycopg import sql
 
 from bastion import create_app, migrate
 from bastion.config import Settings
+from bastion.devenv import with_user
 from bastion.logging import json_formatter
 from bastion.migrate import database_name, with_database
+from bastion.roles import RoleTimeouts, create_roles
 
 PASSWORD = "correct horse battery staple"
 
@@ -90,11 +96,32 @@ def random_client_address() -> str:
     return str(ipaddress.IPv4Address("198.18.0.0") + secrets.randbelow(2**17))
 
 
+# Timeouts of the test application role: short, so the timeout tests run
+# fast, yet far above what any statement of the suite needs.
+TEST_TIMEOUTS = {
+    "DB_STATEMENT_TIMEOUT_MS": "2000",
+    "DB_LOCK_TIMEOUT_MS": "1000",
+    "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS": "10000",
+}
+
+
 def database_url_for(name: str) -> str:
-    base = os.environ.get(
-        "DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bastion"
+    """Return the superuser URL of database ``name``."""
+    base = (
+        os.environ.get("ADMIN_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or "postgresql://postgres@127.0.0.1:5432/bastion"
     )
     return with_database(base, name)
+
+
+def role_urls(admin_url: str) -> tuple[str, str]:
+    """Return the application and migration URLs for the admin URL's database."""
+    name = database_name(admin_url)
+    return (
+        with_user(admin_url, f"{name}_app"),
+        with_user(admin_url, f"{name}_owner"),
+    )
 
 
 def recreate_database(url: str) -> None:
@@ -111,9 +138,12 @@ OUTBOX_DIR = Path(tempfile.mkdtemp(prefix="bastion-outbox-"))
 
 
 def make_settings(database_url: str, **overrides: str) -> Settings:
+    owner = database_name(database_url) + "_owner"
     environ = {
         "BASTION_ENV": "test",
         "DATABASE_URL": database_url,
+        "MIGRATION_DATABASE_URL": with_user(database_url, owner),
+        **TEST_TIMEOUTS,
         "SECRET_KEY": secrets.token_urlsafe(32),
         "JWT_KEY_ENCRYPTION_KEY": secrets.token_urlsafe(32),
         "BCRYPT_ROUNDS": "4",
@@ -181,19 +211,43 @@ def _remove_outbox() -> Iterator[None]:
     shutil.rmtree(OUTBOX_DIR, ignore_errors=True)
 
 
+def prepare_database(admin_url: str) -> str:
+    """Recreate a database, set up its roles, migrate it; return the app URL."""
+    recreate_database(admin_url)
+    app_url, owner_url = role_urls(admin_url)
+    settings = make_settings(app_url)
+    create_roles(
+        admin_url,
+        app_url=app_url,
+        migration_url=owner_url,
+        timeouts=RoleTimeouts.from_settings(settings),
+    )
+    migrate.upgrade(owner_url)
+    return app_url
+
+
 @pytest.fixture(scope="session")
-def database_url() -> str:
-    url = database_url_for(configured_database_name())
+def admin_database_url() -> str:
+    """The superuser URL of the test database."""
+    return database_url_for(configured_database_name())
+
+
+@pytest.fixture(scope="session")
+def database_url(admin_database_url: str) -> str:
+    """The application role's URL of the freshly migrated test database."""
     if os.environ.get("TEST_USE_EXISTING_DATABASE", "").lower() in {"1", "true"}:
-        return url
-    recreate_database(url)
-    migrate.upgrade(url)
-    return url
+        return role_urls(admin_database_url)[0]
+    return prepare_database(admin_database_url)
 
 
 @pytest.fixture()
-def scratch_database() -> Iterator[Any]:
-    """Make empty databases named after the test database; drop them afterwards."""
+def scratch_database(database_url: str) -> Iterator[Any]:
+    """Make empty databases named after the test database; drop them afterwards.
+
+    They are reached as a superuser. Depending on ``database_url`` makes sure
+    the cluster-wide role ``bastion_definer``, which the migrations need,
+    exists.
+    """
     made: list[str] = []
 
     def create(suffix: str) -> str:
@@ -231,9 +285,14 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture()
-def db_conn(database_url: str) -> Iterator[psycopg.Connection[Any]]:
-    """A direct superuser connection for checking what the API wrote."""
-    with psycopg.connect(database_url, autocommit=True) as conn:
+def db_conn(
+    database_url: str, admin_database_url: str
+) -> Iterator[psycopg.Connection[Any]]:
+    """A direct superuser connection for checking what the API wrote.
+
+    A superuser bypasses row-level security, so it sees every account.
+    """
+    with psycopg.connect(admin_database_url, autocommit=True) as conn:
         yield conn
 
 

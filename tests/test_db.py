@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 
 import pytest
 
@@ -27,9 +28,17 @@ def _assert_pool_idle(db):
     assert stats["pool_available"] == stats["pool_size"]
 
 
+def new_account_context():
+    return TxContext(account_id=str(uuid.uuid4()))
+
+
 def test_write_commits_on_clean_exit(db, db_conn):
-    with db.write() as cur:
-        cur.execute("INSERT INTO accounts (name) VALUES ('committed') RETURNING id")
+    ctx = new_account_context()
+    with db.write(ctx) as cur:
+        cur.execute(
+            "INSERT INTO accounts (id, name) VALUES (%s, 'committed') RETURNING id",
+            (ctx.account_id,),
+        )
         account_id = cur.fetchone()["id"]
 
     assert db_conn.execute(
@@ -40,8 +49,11 @@ def test_write_commits_on_clean_exit(db, db_conn):
 
 def test_write_rolls_back_on_exception(db, db_conn):
     marker = "rolled-back-marker"
-    with pytest.raises(ZeroDivisionError), db.write() as cur:
-        cur.execute("INSERT INTO accounts (name) VALUES (%s)", (marker,))
+    ctx = new_account_context()
+    with pytest.raises(ZeroDivisionError), db.write(ctx) as cur:
+        cur.execute(
+            "INSERT INTO accounts (id, name) VALUES (%s, %s)", (ctx.account_id, marker)
+        )
         1 / 0  # noqa: B018
 
     assert db_conn.execute(

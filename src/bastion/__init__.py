@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 
@@ -23,8 +24,16 @@ SECURITY_HEADERS = {
 }
 
 
-def create_app(settings: Settings | None = None, *, open_pool: bool = True) -> Flask:
-    """Build the application from ``settings`` (default: the environment)."""
+def create_app(
+    settings: Settings | None = None, *, open_pool: bool | None = None
+) -> Flask:
+    """Build the application from ``settings`` (default: the environment).
+
+    The pool opens here, and start-up fails when no connection can be made,
+    except under the ``flask`` command (or with ``open_pool=False``): admin
+    commands such as ``flask db create-roles`` must run before the
+    application role exists, so there the pool opens on first use.
+    """
     from bastion.logging import configure_logging
 
     settings = settings or Settings.from_env()
@@ -37,6 +46,8 @@ def create_app(settings: Settings | None = None, *, open_pool: bool = True) -> F
     app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
     db = Database(settings)
+    if open_pool is None:
+        open_pool = os.environ.get("FLASK_RUN_FROM_CLI") != "true"
     if open_pool:
         db.open()
     _init_services(app, settings, db, expected_migrations)
@@ -65,6 +76,7 @@ def _init_services(
     from bastion.services.accounts import AccountService
     from bastion.services.audit import AuditService
     from bastion.services.contacts import ContactService
+    from bastion.services.idempotency import IdempotencyService
     from bastion.services.keys import KeyRing, KeyService
     from bastion.services.passwords import PasswordService
     from bastion.services.schema import SchemaService
@@ -102,6 +114,7 @@ def _init_services(
         audit=AuditService(db, cursors),
         schema=SchemaService(db, expected_migrations),
         mailer=build_mailer(settings),
+        idempotency=IdempotencyService(db),
     )
 
 

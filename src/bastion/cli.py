@@ -108,6 +108,34 @@ def db_upgrade(attempts: int, retry_delay: float) -> None:
     click.echo(f"applied {len(applied)} migration(s)")
 
 
+@db_cli.command("create-roles")
+@click.option(
+    "--admin-url",
+    envvar="ADMIN_DATABASE_URL",
+    required=True,
+    help="URL of a superuser on the server (default: $ADMIN_DATABASE_URL); "
+    "only its host, port, user and password are used.",
+)
+def db_create_roles(admin_url: str) -> None:
+    """Create or update the migration, application and definer roles."""
+    from bastion.roles import DEFINER_ROLE, RoleTimeouts, create_roles
+
+    settings = registry().settings
+    try:
+        names = create_roles(
+            admin_url,
+            app_url=settings.database_url,
+            migration_url=settings.migration_database_url,
+            timeouts=RoleTimeouts.from_settings(settings),
+        )
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"roles ready: owner {names.owner}, application {names.app}, "
+        f"definer {DEFINER_ROLE} on database {names.database}"
+    )
+
+
 @db_cli.command("status")
 def db_status() -> None:
     """List applied and pending migrations; exit 1 if any is pending."""
@@ -243,6 +271,11 @@ def keys_retire(kid: str) -> None:
 
 @tokens_cli.command("purge-expired")
 def tokens_purge_expired() -> None:
-    """Delete expired sessions, refresh tokens and reset tokens."""
-    count = registry().sessions.purge_expired()
-    click.echo(f"deleted {count} expired row(s)")
+    """Delete expired sessions, tokens, idempotency keys and login counters."""
+    counts = registry().sessions.purge_expired()
+    click.echo(
+        f"deleted {counts['sessions']} expired session(s) with their refresh "
+        f"tokens, {counts['reset_tokens']} reset token(s), "
+        f"{counts['idempotency_keys']} idempotency key(s) and "
+        f"{counts['login_failures']} login failure counter(s)"
+    )

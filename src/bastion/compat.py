@@ -174,25 +174,55 @@ def drop_database(url: str) -> None:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
 
 
+def prepare_database(url: str) -> str:
+    """Set up the roles of the fresh database ``url``; return the owner's URL.
+
+    The migrations hand functions to ``bastion_definer``, which only
+    ``flask db create-roles`` makes, so the roles come first, as in a deploy.
+    """
+    from bastion.devenv import with_user
+    from bastion.roles import RoleTimeouts, create_roles
+
+    name = migrate.database_name(url)
+    owner_url = with_user(url, f"{name}_owner")
+    create_roles(
+        url,
+        app_url=with_user(url, f"{name}_app"),
+        migration_url=owner_url,
+        timeouts=RoleTimeouts(
+            statement_ms=5000, lock_ms=3000, idle_in_transaction_ms=10000
+        ),
+    )
+    return owner_url
+
+
 def run_old_tests(base: str) -> int:
     database = os.environ.get("TEST_DATABASE_NAME", "bastion_test") + "_compat"
-    url = with_database(
-        os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/bastion"),
-        database,
+    admin_url = (
+        os.environ.get("ADMIN_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or "postgresql://postgres@127.0.0.1:5432/bastion"
     )
+    url = with_database(admin_url, database)
     recreate_database(url)
     with tempfile.TemporaryDirectory(prefix="bastion-compat-") as scratch:
         worktree = Path(scratch) / "old"
         git("worktree", "add", "--detach", str(worktree), base)
         try:
-            applied = migrate.upgrade(url)
+            applied = migrate.upgrade(prepare_database(url))
             say(
                 f"migrated {database} to the current schema ({len(applied)} "
                 f"migrations, newest {applied[-1]})"
             )
             say(f"running the end-to-end test of {describe(base)} against it")
+            # NOTE: the old release gets the superuser URL, as releases
+            # without database roles ran in development. An old instance
+            # connecting as the migration role would see no rows under
+            # FORCE ROW LEVEL SECURITY (see the README on upgrading).
             env = {
                 **os.environ,
+                "DATABASE_URL": admin_url,
+                "ADMIN_DATABASE_URL": admin_url,
                 "TEST_DATABASE_NAME": database,
                 EXISTING_DATABASE_SWITCH: "1",
                 "PYTHONPATH": f"{worktree / 'src'}{os.pathsep}{worktree}",

@@ -157,6 +157,10 @@ class Settings:
     db_pool_max_size: int = 4
     db_pool_timeout: float = 5.0
     db_connect_timeout: int = 5
+    # Set per session by the pool and on the application role by
+    # ``flask db create-roles``, as is db_statement_timeout_ms.
+    db_lock_timeout_ms: int = 3000
+    db_idle_in_transaction_ms: int = 60_000
     max_content_length: int = 1024 * 1024
     signup_enabled: bool = True
     bcrypt_rounds: int = 12
@@ -229,6 +233,12 @@ class Settings:
             db_pool_max_size=reader.get("DB_POOL_MAX_SIZE", 4, _parse_positive_int),
             db_pool_timeout=reader.get("DB_POOL_TIMEOUT", 5.0, _parse_positive_float),
             db_connect_timeout=reader.get("DB_CONNECT_TIMEOUT", 5, _parse_positive_int),
+            db_lock_timeout_ms=reader.get(
+                "DB_LOCK_TIMEOUT_MS", 3000, _parse_non_negative_int
+            ),
+            db_idle_in_transaction_ms=reader.get(
+                "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000, _parse_non_negative_int
+            ),
             max_content_length=reader.get(
                 "MAX_CONTENT_LENGTH", 1024 * 1024, _parse_positive_int
             ),

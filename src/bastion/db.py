@@ -8,13 +8,21 @@ BEGIN, COMMIT and ROLLBACK. Services open exactly one block per method:
 
 Connections run in autocommit mode, so each block sends its own BEGIN. It
 ends with COMMIT, or with ROLLBACK on any exception, and the connection goes
-back to the pool on every path.
+back to the pool on every path. A block opened with ``unit_of_work`` is
+shared: blocks for the same account opened inside it join its transaction,
+which is how a stored idempotent response commits together with the write
+it describes.
+
+Row-level security keys every tenant table on ``bastion.account_id``, which
+each block sets from its TxContext. ``bind_account`` sets it later in a
+block whose account is found by a lookup.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
 import time
 import weakref
 from collections.abc import Iterable, Iterator
@@ -48,11 +56,6 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 # Integrity errors are how services detect conflicts (a duplicate email is a
 # 409), so they are logged at INFO; every other class at WARNING.
 _EXPECTED_SQLSTATE_CLASSES = {"23"}
-# A backstop for a client that stops talking mid-transaction: the server
-# ends the session instead of holding its locks. No request of ours leaves
-# a transaction idle this long.
-_IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
-
 # Database errors already logged, so that a block that re-raises one does
 # not log it twice.
 _logged_errors: weakref.WeakSet[BaseException] = weakref.WeakSet()
@@ -111,6 +114,25 @@ class TxContext:
 
 SYSTEM = TxContext()
 
+# The cursor and context of the shared block this thread or request is in.
+_shared_block: ContextVar[tuple[Cursor, TxContext] | None] = ContextVar(
+    "bastion_shared_block", default=None
+)
+
+
+def session_options(settings: Settings) -> str:
+    """Return the libpq ``options`` that set the three timeouts per session.
+
+    ``flask db create-roles`` also sets them on the application role, for
+    sessions that cannot pass options, such as through pgbouncer.
+    """
+    return (
+        f"-c statement_timeout={settings.db_statement_timeout_ms} "
+        f"-c lock_timeout={settings.db_lock_timeout_ms} "
+        "-c idle_in_transaction_session_timeout="
+        f"{settings.db_idle_in_transaction_ms}"
+    )
+
 
 class Database:
     """Own the connection pool and hand out transaction blocks."""
@@ -138,19 +160,28 @@ class Database:
                 "row_factory": dict_row,
                 "connect_timeout": settings.db_connect_timeout,
                 "application_name": "bastion",
-                "options": (
-                    f"-c statement_timeout={settings.db_statement_timeout_ms} "
-                    "-c idle_in_transaction_session_timeout="
-                    f"{_IDLE_IN_TRANSACTION_TIMEOUT_MS}"
-                ),
+                "options": session_options(settings),
             },
             connection_class=psycopg.Connection[DictRow],
         )
 
+        self._open_lock = threading.Lock()
+
     def open(self, wait: bool = True) -> None:
         """Open the pool; with ``wait``, fail fast if no connection can be made."""
-        self.pool.open(wait=wait, timeout=self.settings.db_pool_timeout * 2)
+        with self._open_lock:
+            if self.pool.closed:
+                self.pool.open(wait=wait, timeout=self.settings.db_pool_timeout * 2)
         metrics.observe_pool(self.pool.get_stats())
+
+    def _ensure_open(self) -> None:
+        # Admin commands build the app before the database roles may exist
+        # (``flask db create-roles``), so their pool opens on first use.
+        if self.pool.closed:
+            try:
+                self.open()
+            except PoolTimeout as exc:
+                raise ServiceUnavailableError() from exc
 
     def close(self) -> None:
         self.pool.close()
@@ -163,19 +194,39 @@ class Database:
         """Open a read-write transaction block for ``ctx``."""
         return self._transaction(ctx, "BEGIN")
 
+    def unit_of_work(self, ctx: TxContext) -> AbstractContextManager[Cursor]:
+        """Open a shared read-write block.
+
+        Blocks for the same account opened inside it use its transaction
+        instead of their own, and end with it.
+        """
+        return self._transaction(ctx, "BEGIN", shared=True)
+
     @contextmanager
-    def _transaction(self, ctx: TxContext, begin: str) -> Iterator[Cursor]:
+    def _transaction(
+        self, ctx: TxContext, begin: str, *, shared: bool = False
+    ) -> Iterator[Cursor]:
+        joined = _shared_block.get()
+        if joined is not None and joined[1].account_id == ctx.account_id:
+            yield joined[0]
+            return
+
+        self._ensure_open()
         started = time.perf_counter()
         conn = self._checkout()
         try:
             with TimedCursor(conn, slow_query_ms=self.slow_query_ms) as cur:
                 cur.execute(begin)
+                token = _shared_block.set((cur, ctx)) if shared else None
                 try:
                     _set_context(cur, ctx)
                     yield cur
                 except BaseException:
                     _rollback(conn)
                     raise
+                finally:
+                    if token is not None:
+                        _shared_block.reset(token)
                 cur.execute("COMMIT")
         except _RETRY_LATER_ERRORS as exc:
             _log_db_error(exc)
@@ -212,6 +263,7 @@ class Database:
 
     def ping(self, timeout: float = 2.0) -> None:
         """Run ``SELECT 1`` on a pooled connection, waiting at most ``timeout``."""
+        self._ensure_open()
         with self.pool.connection(timeout=timeout) as conn:
             conn.execute("SELECT 1")
 
@@ -316,6 +368,14 @@ def _set_context(cur: Cursor, ctx: TxContext) -> None:
                set_config('bastion.user_id', %(user_id)s, true)
         """,
         {"account_id": ctx.account_id or "", "user_id": ctx.user_id or ""},
+    )
+
+
+def bind_account(cur: Cursor, account_id: str) -> None:
+    """Scope the rest of the block to ``account_id``, found by a lookup in it."""
+    cur.execute(
+        "SELECT set_config('bastion.account_id', %(account_id)s, true)",
+        {"account_id": account_id},
     )
 
 

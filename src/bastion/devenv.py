@@ -8,7 +8,10 @@ Used by ``make run`` and ``make test``; never by production. It
   connection and ``initdb`` is installed, starts a private cluster under
   ``var/pg`` on a free loopback port,
 - creates the database when it is missing,
-- writes ``var/dev.env``, a file of ``export`` lines for the shell.
+- writes ``var/dev.env``, a file of ``export`` lines for the shell: the
+  superuser URL as ``ADMIN_DATABASE_URL`` (for ``flask db create-roles``),
+  and URLs for the roles ``<database>_owner`` (``MIGRATION_DATABASE_URL``)
+  and ``<database>_app`` (``DATABASE_URL``), which that command creates.
 
 Running it again reuses everything it made.
 """
@@ -26,6 +29,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -143,13 +147,25 @@ def _ensure_database(url: str, *, fresh: bool) -> None:
             _log(f"created database {name}")
 
 
+def with_user(url: str, user: str) -> str:
+    """Return ``url`` connecting as ``user`` without a password."""
+    parts = urlsplit(url)
+    host = parts.hostname or "127.0.0.1"
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"{quote(user)}@{host}{port}"))
+
+
 def prepare(database_url: str | None) -> dict[str, str]:
     """Make the server, secrets and database ready; return the environment."""
-    url = database_url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
+    given = database_url or os.environ.get("ADMIN_DATABASE_URL")
+    given = given or os.environ.get("DATABASE_URL")
+    url = given or DEFAULT_DATABASE_URL
     for _ in range(10):
         if _server_answers(url):
             break
-        if database_url or os.environ.get("DATABASE_URL"):
+        if given:
             time.sleep(1)
             continue
         url = _start_private_cluster()
@@ -160,9 +176,12 @@ def prepare(database_url: str | None) -> dict[str, str]:
         )
     _ensure_database(url, fresh=False)
 
+    name = database_name(url)
     env = {
         "BASTION_ENV": os.environ.get("BASTION_ENV", "development"),
-        "DATABASE_URL": url,
+        "ADMIN_DATABASE_URL": url,
+        "MIGRATION_DATABASE_URL": with_user(url, f"{name}_owner"),
+        "DATABASE_URL": with_user(url, f"{name}_app"),
     }
     for name in ("SECRET_KEY", "JWT_KEY_ENCRYPTION_KEY"):
         if not (os.environ.get(name) or os.environ.get(f"{name}_FILE")):
@@ -172,7 +191,9 @@ def prepare(database_url: str | None) -> dict[str, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", help="override DATABASE_URL")
+    parser.add_argument(
+        "--database-url", help="superuser URL (default: $ADMIN_DATABASE_URL)"
+    )
     parser.add_argument(
         "--env-file", default=str(VAR / "dev.env"), help="where to write exports"
     )

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from bastion.services.accounts import AccountService
     from bastion.services.audit import AuditService
     from bastion.services.contacts import ContactService
+    from bastion.services.idempotency import IdempotencyService
     from bastion.services.keys import KeyRing, KeyService
     from bastion.services.passwords import PasswordService
     from bastion.services.schema import SchemaService
@@ -40,6 +41,7 @@ class Services:
     audit: AuditService
     schema: SchemaService
     mailer: Mailer
+    idempotency: IdempotencyService
 
 
 def registry() -> Services:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from dataclasses import replace
 from typing import Any
 
 from psycopg import errors as pg_errors
@@ -81,19 +83,21 @@ class AccountService:
             user_inputs=[owner_email, owner_name, account_name],
         )
         password_hash = self.hasher.hash(password)
+        # The id is made here so that the block runs as the new account,
+        # which the accounts and users policies require of the INSERTs.
+        account_id = str(uuid.uuid4())
 
-        with self.db.write(ctx) as cur:
+        with self.db.write(replace(ctx, account_id=account_id)) as cur:
             cur.execute(
                 """
-                INSERT INTO accounts (name)
-                VALUES (%(name)s)
+                INSERT INTO accounts (id, name)
+                VALUES (%(account_id)s, %(name)s)
                 RETURNING id, name, created_at
                 """,
-                {"name": account_name},
+                {"account_id": account_id, "name": account_name},
             )
             account = cur.fetchone()
             assert account is not None
-            account_id = str(account["id"])
             owner = insert_user(
                 cur,
                 account_id=account_id,

@@ -6,6 +6,7 @@ from typing import Any
 
 from psycopg import errors as pg_errors
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from bastion import policy
 from bastion.db import Cursor, Database, TxContext
@@ -15,7 +16,13 @@ from bastion.errors import (
     NotFoundError,
     PreconditionFailedError,
 )
-from bastion.pagination import CursorCodec, after_params, page_scope, split_page
+from bastion.pagination import (
+    CursorCodec,
+    Position,
+    after_params,
+    page_scope,
+    split_page,
+)
 from bastion.services.audit import record_event
 
 CONTACT_COLUMNS = sql.SQL(
@@ -32,6 +39,42 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
+def list_query(
+    *, account_id: str, limit: int, after: Position | None, q: str | None
+) -> tuple[sql.Composed, dict[str, Any]]:
+    """Build the statement for one page of contacts, searched when ``q`` is set.
+
+    A search goes through ``search_contacts``, a definer function that
+    filters on the transaction's account itself, because under row-level
+    security the trigram index cannot serve LIKE.
+    """
+    params = {
+        "account_id": account_id,
+        "pattern": like_pattern(q) if q else None,
+        "limit": limit + 1,
+        **after_params(after),
+    }
+    if q:
+        source = sql.SQL(
+            "search_contacts(%(pattern)s, %(after_created_at)s, %(after_id)s, "
+            "%(limit)s)"
+        )
+    else:
+        source = sql.SQL("contacts")
+    query = sql.SQL(
+        """
+        SELECT {columns}
+        FROM {source}
+        WHERE account_id = %(account_id)s
+          AND deleted_at IS NULL
+          AND (created_at, id) > (%(after_created_at)s, %(after_id)s)
+        ORDER BY created_at, id
+        LIMIT %(limit)s
+        """
+    ).format(columns=CONTACT_COLUMNS, source=source)
+    return query, params
+
+
 class ContactService:
     """List, create, change and remove contacts within the caller's account."""
 
@@ -46,29 +89,12 @@ class ContactService:
         assert ctx.account_id is not None
         scope = page_scope("contacts", ctx.account_id, q)
         after = self.cursors.decode(cursor, scope=scope) if cursor else None
-        search = sql.SQL("AND search_text LIKE %(pattern)s" if q else "")
+        query, params = list_query(
+            account_id=ctx.account_id, limit=limit, after=after, q=q
+        )
 
         with self.db.read(ctx) as cur:
-            cur.execute(
-                sql.SQL(
-                    """
-                    SELECT {columns}
-                    FROM contacts
-                    WHERE account_id = %(account_id)s
-                      AND deleted_at IS NULL
-                      {search}
-                      AND (created_at, id) > (%(after_created_at)s, %(after_id)s)
-                    ORDER BY created_at, id
-                    LIMIT %(limit)s
-                    """
-                ).format(columns=CONTACT_COLUMNS, search=search),
-                {
-                    "account_id": ctx.account_id,
-                    "pattern": like_pattern(q) if q else None,
-                    "limit": limit + 1,
-                    **after_params(after),
-                },
-            )
+            cur.execute(query, params)
             rows = cur.fetchall()
 
         return split_page(rows, limit, self.cursors, scope)
@@ -108,6 +134,52 @@ class ContactService:
 
         assert row is not None
         return row
+
+    def import_contacts(
+        self, ctx: TxContext, rows: list[dict[str, Any]]
+    ) -> dict[str, int]:
+        """Upsert validated rows by email in one transaction; return the counts.
+
+        A row whose email matches a live contact of the account, ignoring
+        case, updates the fields it names and leaves the others; any other
+        row, including one without an email, creates a contact. Two
+        set-based statements do the work, whatever the number of rows.
+        Waiting on a row another transaction holds ends at the role's
+        lock_timeout with ServiceUnavailableError.
+        """
+        assert ctx.account_id is not None and ctx.user_id is not None
+        documents = [
+            {name: row[name] for name in row if name in policy.CONTACT_WRITABLE_FIELDS}
+            | {"position": position}
+            for position, row in enumerate(rows)
+        ]
+        params = {
+            "account_id": ctx.account_id,
+            "user_id": ctx.user_id,
+            "rows": Jsonb(documents),
+        }
+
+        with self.db.write(ctx) as cur:
+            # Inserting first, with DO NOTHING on a live email, waits for a
+            # concurrent insert of the same email and then skips it, so the
+            # UPDATE below finds that row instead of a unique violation.
+            cur.execute(_IMPORT_INSERT, params)
+            inserted = cur.fetchall()
+            # Rows without an email come back as NULL, which would make the
+            # <> ALL() test below NULL for every row.
+            inserted_emails = [row["email_key"] for row in inserted if row["email_key"]]
+            cur.execute(_IMPORT_UPDATE, {**params, "inserted": inserted_emails})
+            counts = {"created": len(inserted), "updated": cur.rowcount}
+            record_event(
+                cur,
+                ctx,
+                "contact.imported",
+                account_id=ctx.account_id,
+                target_type="contact",
+                details={"rows": len(rows), **counts},
+            )
+
+        return counts
 
     def update_contact(
         self,
@@ -207,6 +279,49 @@ class ContactService:
                 target_type="contact",
                 target_id=contact_id,
             )
+
+
+_IMPORT_INSERT = """
+    INSERT INTO contacts (
+        account_id, created_by, name, email, phone, company, notes, tags
+    )
+    SELECT %(account_id)s, %(user_id)s, r.name, r.email, r.phone, r.company,
+           r.notes, coalesce(r.tags, '{}')
+    FROM jsonb_to_recordset(%(rows)s) AS r(
+        position integer, name text, email text, phone text, company text,
+        notes text, tags text[]
+    )
+    ORDER BY r.position
+    ON CONFLICT (account_id, lower(email))
+        WHERE deleted_at IS NULL AND email IS NOT NULL
+        DO NOTHING
+    RETURNING lower(email) AS email_key
+"""
+
+# A field absent from a row keeps its value; a field sent as null clears it.
+_IMPORT_UPDATE = """
+    UPDATE contacts AS c
+    SET name = r.doc ->> 'name',
+        phone = CASE WHEN r.doc ? 'phone' THEN r.doc ->> 'phone' ELSE c.phone END,
+        company = CASE
+            WHEN r.doc ? 'company' THEN r.doc ->> 'company' ELSE c.company
+        END,
+        notes = CASE WHEN r.doc ? 'notes' THEN r.doc ->> 'notes' ELSE c.notes END,
+        tags = CASE
+            WHEN r.doc ? 'tags'
+            THEN ARRAY(SELECT jsonb_array_elements_text(r.doc -> 'tags'))
+            ELSE c.tags
+        END,
+        updated_at = now(),
+        version = c.version + 1
+    FROM jsonb_array_elements(%(rows)s) AS r(doc)
+    WHERE c.account_id = %(account_id)s
+      AND c.deleted_at IS NULL
+      AND c.email IS NOT NULL
+      AND r.doc ->> 'email' IS NOT NULL
+      AND lower(c.email) = lower(r.doc ->> 'email')
+      AND lower(r.doc ->> 'email') <> ALL(%(inserted)s::text[])
+"""
 
 
 def _select_contact(

@@ -11,12 +11,12 @@ import hashlib
 import logging
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from bastion import metrics
 from bastion.auth import CurrentUser
-from bastion.db import Cursor, Database, TxContext
+from bastion.db import Cursor, Database, TxContext, bind_account
 from bastion.errors import UnauthorizedError
 from bastion.passwords import PasswordHasher
 from bastion.services.audit import record_event
@@ -27,6 +27,7 @@ from bastion.services.login_throttle import (
     record_account_failure,
     record_client_failure,
 )
+from bastion.services.tenancy import lookup_account
 
 logger = logging.getLogger(__name__)
 
@@ -34,16 +35,12 @@ AccessTokenIssuer = Callable[[str, str], str]
 
 # The per-request caller lookup: two primary-key probes. A module constant
 # so that bench/caller_lookup.py measures the statement the app runs.
+# The caller's account is not known yet, so the lookup goes through a
+# definer function; it joins the user and the session by primary key and
+# returns a row only while the user is active and the session live.
 CALLER_LOOKUP = """
-    SELECT u.id, u.account_id, u.role
-    FROM users AS u
-    JOIN auth_sessions AS s ON s.user_id = u.id
-    WHERE u.id = %(user_id)s
-      AND s.id = %(session_id)s
-      AND s.revoked_at IS NULL
-      AND s.expires_at > now()
-      AND u.is_active
-      AND u.deleted_at IS NULL
+    SELECT account_id, role
+    FROM caller_for_session(%(user_id)s, %(session_id)s)
 """
 
 
@@ -106,6 +103,9 @@ class SessionService:
 
         with self.db.read(ctx) as cur:
             client_locked = is_client_locked(cur, network)
+            account_id = lookup_account(cur, "account_id_for_email", email)
+            if account_id is not None:
+                bind_account(cur, account_id)
             cur.execute(
                 """
                 SELECT id, account_id, password_hash, is_active,
@@ -124,6 +124,7 @@ class SessionService:
             self.hasher.verify_dummy(password)
             self._record_unknown_email(ctx, network)
             raise UnauthorizedError("The email or password is incorrect.")
+        ctx = replace(ctx, account_id=str(user["account_id"]))
         matches, new_hash = self.hasher.verify(password, user["password_hash"])
         if not matches:
             reason = "wrong_password"
@@ -242,6 +243,11 @@ class SessionService:
         reused = False
 
         with self.db.write(ctx) as cur:
+            account_id = lookup_account(
+                cur, "account_id_for_refresh_token", hash_token(refresh_token)
+            )
+            if account_id is not None:
+                bind_account(cur, account_id)
             cur.execute(
                 """
                 SELECT rt.session_id, rt.used_at, u.id AS user_id, u.account_id
@@ -342,32 +348,28 @@ class SessionService:
         if row is None:
             return None
         return CurrentUser(
-            id=str(row["id"]),
+            id=user_id,
             account_id=str(row["account_id"]),
             role=row["role"],
             session_id=session_id,
         )
 
-    def purge_expired(self) -> int:
-        """Delete expired sessions, reset tokens and stale login counters.
+    def purge_expired(self) -> dict[str, int]:
+        """Delete expired rows; return the counts by kind.
 
-        A session's refresh tokens go with it. Returns the number of rows
-        deleted.
+        Expired sessions (their refresh tokens cascade), reset tokens and
+        stored idempotent responses of every account go through one definer
+        function; stale login counters, which belong to no account, follow.
         """
         with self.db.write() as cur:
             cur.execute(
                 """
-                DELETE FROM auth_sessions
-                WHERE expires_at < now()
+                SELECT sessions, reset_tokens, idempotency_keys
+                FROM purge_expired_rows()
                 """
             )
-            deleted = cur.rowcount
-            cur.execute(
-                """
-                DELETE FROM password_reset_tokens
-                WHERE expires_at < now()
-                """
-            )
-            deleted += cur.rowcount
-            deleted += purge_client_failures(cur)
-            return deleted
+            row = cur.fetchone()
+            assert row is not None
+            counts = dict(row)
+            counts["login_failures"] = purge_client_failures(cur)
+        return counts

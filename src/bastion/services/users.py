@@ -9,7 +9,7 @@ from psycopg import errors as pg_errors
 from psycopg import sql
 
 from bastion import policy
-from bastion.db import Cursor, Database, TxContext
+from bastion.db import Cursor, Database, TxContext, bind_account
 from bastion.errors import (
     ForbiddenError,
     NotFoundError,
@@ -22,6 +22,7 @@ from bastion.services.accounts import insert_user, unique_violation_error
 from bastion.services.audit import record_event
 from bastion.services.passwords import delete_unused_reset_tokens
 from bastion.services.sessions import revoke_user_sessions
+from bastion.services.tenancy import lookup_account
 
 USER_COLUMNS = sql.SQL(
     "id, account_id, name, email, role, is_active, version, "
@@ -211,6 +212,7 @@ class UserService:
         password_hash = self.hasher.hash(password)
 
         with self.db.write(ctx) as cur:
+            _bind_account_of_email(cur, email)
             cur.execute(
                 """
                 UPDATE users
@@ -239,6 +241,7 @@ class UserService:
     def deactivate_by_email(self, ctx: TxContext, *, email: str) -> None:
         """Deactivate a user (any account but not an owner) and end sessions."""
         with self.db.write(ctx) as cur:
+            _bind_account_of_email(cur, email)
             cur.execute(
                 """
                 SELECT id, account_id, role, is_active
@@ -262,6 +265,14 @@ class UserService:
         """Change the caller's own display name."""
         with self.db.write(ctx) as cur:
             return _apply_changes(cur, ctx, str(ctx.user_id), {"name": name})
+
+
+def _bind_account_of_email(cur: Cursor, email: str) -> None:
+    """Scope the block to the account of the user with ``email``, if any."""
+    account_id = lookup_account(cur, "account_id_for_email", email)
+    if account_id is None:
+        raise NotFoundError("No user has this email.")
+    bind_account(cur, account_id)
 
 
 def _select_user(

@@ -1,0 +1,13 @@
+-- Drop the account columns of the session and token tables.
+--
+-- squawk-ignore-file ban-drop-column
+-- A rollback drops only the columns its own migration added. It runs in
+-- development and in the round-trip test, never in a deploy: deploys roll
+-- forward.
+SET lock_timeout = '5s';
+SET statement_timeout = '10s';
+
+ALTER TABLE password_reset_tokens DROP COLUMN account_id;
+ALTER TABLE refresh_tokens DROP COLUMN account_id;
+ALTER TABLE auth_sessions DROP COLUMN account_id;
+DROP FUNCTION bastion_account_id();
