@@ -6,6 +6,7 @@ import psycopg
 import pytest
 
 from bastion import migrate
+from bastion.migrate import database_name
 from tests.conftest import PASSWORD, unique_email
 
 
@@ -324,3 +325,51 @@ def test_tokens_purge_expired_deletes_reset_tokens_and_counters(
         " WHERE client_network <<= '192.0.2.0/24'"
     ).fetchall()
     assert networks == [("192.0.2.2",)]
+
+
+def test_db_create_roles_is_idempotent(runner, admin_database_url, db_conn):
+    result = _invoke(runner, "db", "create-roles", "--admin-url", admin_database_url)
+
+    assert result.exit_code == 0, result.output
+    assert "bastion_definer" in result.output
+    owners = db_conn.execute(
+        "SELECT DISTINCT pg_get_userbyid(relowner) FROM pg_class"
+        " WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'"
+    ).fetchall()
+    assert owners == [(database_name(admin_database_url) + "_owner",)]
+
+
+def test_db_create_roles_requires_an_admin_url(runner, monkeypatch):
+    monkeypatch.delenv("ADMIN_DATABASE_URL", raising=False)
+
+    result = _invoke(runner, "db", "create-roles")
+
+    assert result.exit_code != 0
+    assert "admin-url" in result.output
+
+
+def test_tokens_purge_expired_deletes_expired_idempotency_keys(
+    runner, client, team, db_conn
+):
+    member = team["member"]
+    for key in ("old", "new"):
+        client.post(
+            "/api/v1/contacts",
+            json={"name": key},
+            headers={**member.headers, "Idempotency-Key": key},
+        )
+    db_conn.execute(
+        "UPDATE idempotency_keys SET expires_at = now() - interval '1 minute'"
+        " WHERE account_id = %s AND idempotency_key = 'old'",
+        (member.account_id,),
+    )
+
+    result = _invoke(runner, "tokens", "purge-expired")
+
+    assert result.exit_code == 0, result.output
+    assert "idempotency key(s)" in result.output
+    keys = db_conn.execute(
+        "SELECT idempotency_key FROM idempotency_keys WHERE account_id = %s",
+        (member.account_id,),
+    ).fetchall()
+    assert keys == [("new",)]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 from uuid import UUID
 
-from flask import Blueprint, Response, url_for
+from flask import Blueprint, Response, jsonify, url_for
 from marshmallow import Schema
 
 from bastion import policy
@@ -17,12 +17,16 @@ from bastion.api.common import (
     page_response,
     resource_response,
 )
+from bastion.api.idempotency import idempotent
 from bastion.auth import caller_context, current_user
 from bastion.errors import ForbiddenError
+from bastion.policy import protected_fields
 from bastion.schemas.contacts import (
+    ContactImportSchema,
     ContactListQuerySchema,
     ContactSchema,
     ContactWriteSchema,
+    load_import_rows,
 )
 from bastion.services import registry
 
@@ -30,6 +34,7 @@ bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 
 list_query_schema = ContactListQuerySchema()
 contact_write_schema = ContactWriteSchema()
+contact_import_schema = ContactImportSchema()
 contact_schema = ContactSchema()
 contact_without_notes_schema = ContactSchema(exclude=("notes",))
 
@@ -65,6 +70,7 @@ def list_contacts() -> Response:
 
 
 @bp.post("")
+@idempotent
 def create_contact() -> Response:
     """Create a contact in the caller's account."""
     _require_writer()
@@ -73,6 +79,25 @@ def create_contact() -> Response:
     response = _contact_response(contact, status=201)
     response.headers["Location"] = url_for(".get_contact", contact_id=contact["id"])
     return response
+
+
+@bp.post("/import")
+@idempotent
+def import_contacts() -> Response:
+    """Create or update up to 1,000 contacts by email, all or nothing."""
+    _require_writer()
+    data = load_json(contact_import_schema)
+    denied = [
+        f"{index}.{name}"
+        for index, row in enumerate(data["contacts"])
+        if isinstance(row, dict)
+        for name in protected_fields(row, policy.CONTACT_PROTECTED_FIELDS)
+    ]
+    if denied:
+        raise ForbiddenError("You may not set these fields: " + ", ".join(denied) + ".")
+    rows = load_import_rows(data["contacts"], contact_write_schema)
+    counts = registry().contacts.import_contacts(caller_context(), rows)
+    return jsonify(counts)
 
 
 @bp.get("/<uuid:contact_id>")

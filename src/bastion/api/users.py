@@ -17,6 +17,7 @@ from bastion.api.common import (
     page_response,
     resource_response,
 )
+from bastion.api.idempotency import idempotent
 from bastion.auth import caller_context, current_user
 from bastion.errors import ForbiddenError
 from bastion.schemas.common import PageQuerySchema
@@ -61,6 +62,7 @@ def list_users() -> Response:
 
 
 @bp.post("")
+@idempotent
 def create_user() -> Response:
     """Create a user in the caller's account."""
     role = _require_manager()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from marshmallow import Schema, ValidationError, fields, validate
 
 from bastion.schemas.common import (
@@ -13,6 +15,7 @@ from bastion.schemas.common import (
 )
 
 MAX_TAGS = 50
+MAX_IMPORT_ROWS = 1000
 
 
 def unique_items(values: list[str]) -> None:
@@ -36,6 +39,46 @@ class ContactWriteSchema(LoadSchema):
         fields.String(validate=validate.Length(min=1, max=50)),
         validate=[validate.Length(max=MAX_TAGS), unique_items],
     )
+
+
+class ContactImportSchema(LoadSchema):
+    """Body of ``POST /contacts/import``; rows are checked by ``load_import_rows``."""
+
+    contacts = fields.List(
+        fields.Raw(),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_IMPORT_ROWS),
+    )
+
+
+def load_import_rows(rows: list[Any], schema: Schema) -> list[dict[str, Any]]:
+    """Validate every import row; raise one ValidationError keyed by row index.
+
+    Two rows with the same email, compared case-insensitively, are an error
+    on the later row: an import never depends on which of them wins.
+    """
+    loaded: list[dict[str, Any]] = []
+    errors: dict[str, Any] = {}
+    first_row_of_email: dict[str, int] = {}
+    for index, row in enumerate(rows):
+        try:
+            data: dict[str, Any] = schema.load(row)
+        except ValidationError as exc:
+            errors[str(index)] = exc.messages
+            continue
+        loaded.append(data)
+        email = (data.get("email") or "").lower()
+        if not email:
+            continue
+        if email in first_row_of_email:
+            errors[str(index)] = {
+                "email": [f"Duplicates the email of row {first_row_of_email[email]}."]
+            }
+        else:
+            first_row_of_email[email] = index
+    if errors:
+        raise ValidationError(errors)
+    return loaded
 
 
 class ContactListQuerySchema(PageQuerySchema):
