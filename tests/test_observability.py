@@ -6,11 +6,13 @@ import io
 import json
 import logging
 import socket
+import uuid
 
 import pytest
 from flask import abort
 from prometheus_client import REGISTRY
 
+from bastion.db import TxContext
 from bastion.health import redis_url_for
 from bastion.logging import RequestContextFilter, json_formatter
 from tests.conftest import make_settings
@@ -117,15 +119,19 @@ def test_db_error_logs_sqlstate_but_no_row_values(make_app, json_log):
     password_hash = "$2b$04$" + "H" * 53
     errors_before = sample("bastion_db_errors_total", sqlstate_class="23")
 
+    # The block acts for the account it inserts into, so that row-level
+    # security lets the row reach the check constraint.
+    ctx = TxContext(account_id=str(uuid.uuid4()))
+
     @app.get("/bad-row")
     def bad_row():
-        with db.write() as cur:
+        with db.write(ctx) as cur:
             cur.execute(
                 """
                 INSERT INTO users (account_id, name, email, role, password_hash)
-                VALUES (gen_random_uuid(), 'n', 'x@example.com', 'bogus', %(hash)s)
+                VALUES (%(account_id)s, 'n', 'x@example.com', 'bogus', %(hash)s)
                 """,
-                {"hash": password_hash},
+                {"account_id": ctx.account_id, "hash": password_hash},
             )
         return {}
 

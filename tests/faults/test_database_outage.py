@@ -10,10 +10,9 @@ import psycopg
 import pytest
 import requests
 
-from bastion import migrate
 from bastion.db import Database
 from bastion.services.keys import KeyService
-from tests.conftest import make_settings
+from tests.conftest import make_settings, prepare_database
 from tests.faults.load import Load
 from tests.processes import PASSWORD, Gunicorn, PostgresCluster, sign_up, wait_for
 
@@ -36,19 +35,20 @@ def cluster():
     cluster.destroy()
 
 
-def _prepare_database(cluster: PostgresCluster) -> tuple[str, str]:
-    url = cluster.create_database("bastion_fault")
-    migrate.upgrade(url)
+def _prepare_database(cluster: PostgresCluster) -> tuple[str, str, str]:
+    """Return the superuser URL, the application role's URL and the key."""
+    admin_url = cluster.create_database("bastion_fault")
+    url = prepare_database(admin_url)
     key = secrets.token_urlsafe(32)
     db = Database(make_settings(url, JWT_KEY_ENCRYPTION_KEY=key))
     db.open()
     KeyService(db, key_encryption_key=key).rotate_key()
     db.close()
-    return url, key
+    return admin_url, url, key
 
 
 def test_postgres_outage_under_load(cluster, tmp_path, report):
-    url, key = _prepare_database(cluster)
+    admin_url, url, key = _prepare_database(cluster)
     server = Gunicorn(
         tmp_path / "gunicorn.log",
         DATABASE_URL=url,
@@ -60,7 +60,7 @@ def test_postgres_outage_under_load(cluster, tmp_path, report):
         SIGNING_KEY_CACHE_SECONDS="300",
     ).start()
     try:
-        _run_outage(server, cluster, url, report)
+        _run_outage(server, cluster, admin_url, report)
     finally:
         server.stop()
 
@@ -165,7 +165,10 @@ def _records_after(server: Gunicorn, offset: int) -> list[dict]:
 
 
 def _check_writes(url: str, outcomes) -> int:
-    """Check every write against the database; return how many were checked."""
+    """Check every write against the database; return how many were checked.
+
+    ``url`` connects as a superuser, which sees the rows of every account.
+    """
     with psycopg.connect(url, autocommit=True) as conn:
         contacts = {
             email: count

@@ -58,7 +58,7 @@ def _metric_values(server: Gunicorn) -> dict[str, float]:
 
 
 def test_failed_requests_return_connections(
-    start_gunicorn, db_conn, database_url, report
+    start_gunicorn, db_conn, admin_database_url, report
 ):
     server = start_gunicorn(
         GUNICORN_WORKERS=str(WORKERS),
@@ -103,7 +103,7 @@ def test_failed_requests_return_connections(
 
     kinds = [kind for kind, count in MIX.items() for _ in range(count)]
     random.Random(7).shuffle(kinds)  # noqa: S311 - order only, not a secret
-    holder = psycopg.connect(database_url)
+    holder = psycopg.connect(admin_database_url)
     try:
         # The test's own transaction holds the row lock that requests wait on.
         holder.execute(

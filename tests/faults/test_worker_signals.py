@@ -29,7 +29,7 @@ def _backends_waiting_on_locks(db_conn) -> list[tuple[int, int]]:
 
 
 def test_sigterm_lets_in_flight_requests_finish(
-    start_gunicorn, db_conn, database_url, report
+    start_gunicorn, db_conn, admin_database_url, report
 ):
     server = start_gunicorn(
         GUNICORN_WORKERS="3",
@@ -57,7 +57,7 @@ def test_sigterm_lets_in_flight_requests_finish(
             timeout=GRACEFUL_TIMEOUT + 5,
         )
 
-    holder = psycopg.connect(database_url)
+    holder = psycopg.connect(admin_database_url)
     load = Load(max_requests_per_thread=500, max_seconds=30)
     load.add("read", read_other, threads=2)
     try:
@@ -112,13 +112,15 @@ def test_sigterm_lets_in_flight_requests_finish(
     )
 
 
-def test_sigkill_mid_request_rolls_back(start_gunicorn, db_conn, database_url, report):
+def test_sigkill_mid_request_rolls_back(
+    start_gunicorn, db_conn, admin_database_url, report
+):
     server = start_gunicorn(GUNICORN_WORKERS="2")
     tenant = sign_up(server.base_url)
     contact = tenant.create_contact()
     workers = server.worker_pids()
 
-    holder = psycopg.connect(database_url)
+    holder = psycopg.connect(admin_database_url)
     try:
         # The delete marks the row, then blocks writing its audit event, so
         # the worker dies with half of its transaction done.
