@@ -22,6 +22,45 @@ ALTER TABLE password_reset_tokens ADD COLUMN account_id uuid;
 ALTER TABLE password_reset_tokens
     ALTER COLUMN account_id SET DEFAULT bastion_account_id();
 
+-- Code that does not set the account (the previous release, during a
+-- rolling deploy) still inserts sessions and tokens: these triggers fill the
+-- column from the parent row whenever the default left it NULL.
+CREATE FUNCTION fill_account_id_from_user() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.account_id IS NULL THEN
+        SELECT u.account_id INTO NEW.account_id
+        FROM users AS u
+        WHERE u.id = NEW.user_id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE FUNCTION fill_account_id_from_session() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+BEGIN
+    IF NEW.account_id IS NULL THEN
+        SELECT s.account_id INTO NEW.account_id
+        FROM auth_sessions AS s
+        WHERE s.id = NEW.session_id;
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER auth_sessions_fill_account_id
+    BEFORE INSERT ON auth_sessions
+    FOR EACH ROW EXECUTE FUNCTION fill_account_id_from_user();
+CREATE TRIGGER refresh_tokens_fill_account_id
+    BEFORE INSERT ON refresh_tokens
+    FOR EACH ROW EXECUTE FUNCTION fill_account_id_from_session();
+CREATE TRIGGER password_reset_tokens_fill_account_id
+    BEFORE INSERT ON password_reset_tokens
+    FOR EACH ROW EXECUTE FUNCTION fill_account_id_from_user();
+
 -- NOTE: one UPDATE per table, not batches: these tables hold only sessions
 -- and tokens that have not expired yet, which `flask tokens purge-expired`
 -- keeps small.

@@ -244,3 +244,26 @@ def test_definer_functions_are_not_public(db_conn):
 
     assert public == []
     assert owners == [(DEFINER_ROLE,)]
+
+
+def test_session_inserted_without_account_takes_the_users(two_accounts, db_conn):
+    mine, _ = two_accounts
+    # Code from before the account column inserts sessions without it.
+    session_id = db_conn.execute(
+        "INSERT INTO auth_sessions (user_id, expires_at)"
+        " VALUES (%s, now() + interval '1 hour') RETURNING id",
+        (mine.id,),
+    ).fetchone()[0]
+    db_conn.execute(
+        "INSERT INTO refresh_tokens (token_hash, session_id, expires_at)"
+        " VALUES ('\\x00'::bytea, %s, now() + interval '1 hour')",
+        (session_id,),
+    )
+
+    accounts = db_conn.execute(
+        "SELECT s.account_id::text, t.account_id::text"
+        " FROM auth_sessions AS s JOIN refresh_tokens AS t ON t.session_id = s.id"
+        " WHERE s.id = %s",
+        (session_id,),
+    ).fetchone()
+    assert accounts == (mine.account_id, mine.account_id)
