@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import psycopg
 import pytest
 
@@ -373,3 +375,17 @@ def test_tokens_purge_expired_deletes_expired_idempotency_keys(
         (member.account_id,),
     ).fetchall()
     assert keys == [("new",)]
+
+
+def test_admin_command_app_skips_hash_warm_up(database_url):
+    from bastion import create_app
+    from tests.conftest import make_settings
+
+    app = create_app(make_settings(database_url), open_pool=False)
+    for thread in threading.enumerate():
+        if thread.name == "hash-warm-up":
+            thread.join(10)
+
+    hasher = app.extensions["bastion"].sessions.hasher
+    assert hasher._dummy_hash is None
+    app.extensions["bastion"].db.close()

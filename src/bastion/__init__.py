@@ -50,7 +50,7 @@ def create_app(
         open_pool = os.environ.get("FLASK_RUN_FROM_CLI") != "true"
     if open_pool:
         db.open()
-    _init_services(app, settings, db, expected_migrations)
+    _init_services(app, settings, db, expected_migrations, serving=open_pool)
     _init_request_hooks(app, settings)
 
     from bastion.api import api
@@ -66,7 +66,12 @@ def create_app(
 
 
 def _init_services(
-    app: Flask, settings: Settings, db: Database, expected_migrations: list[str]
+    app: Flask,
+    settings: Settings,
+    db: Database,
+    expected_migrations: list[str],
+    *,
+    serving: bool,
 ) -> None:
     from bastion.auth import init_jwt, issue_access_token
     from bastion.mail import build_mailer
@@ -84,9 +89,15 @@ def _init_services(
     from bastion.services.users import UserService
 
     hasher = PasswordHasher(settings.bcrypt_rounds)
-    # The first login for an unknown email would otherwise pay for building
-    # the dummy hash, which makes it measurably slower than the rest.
-    threading.Thread(target=hasher.warm_up, name="hash-warm-up", daemon=True).start()
+    if serving:
+        # The first login for an unknown email would otherwise pay for
+        # building the dummy hash, which makes it measurably slower than the
+        # rest. Admin commands skip it: a bcrypt thread still running when a
+        # short command exits aborts the interpreter ("exception not
+        # rethrown", exit status 134).
+        threading.Thread(
+            target=hasher.warm_up, name="hash-warm-up", daemon=True
+        ).start()
     cursors = CursorCodec(settings.secret_key)
     keys = KeyService(db, key_encryption_key=settings.jwt_key_encryption_key)
     key_ring = KeyRing(keys, refresh_seconds=settings.signing_key_cache_seconds)
