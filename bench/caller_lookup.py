@@ -4,7 +4,9 @@ Usage, with the environment of ``make test`` (``source var/test.env``):
 ``.venv/bin/python bench/caller_lookup.py [--users N] [--iterations N]``
 
 It recreates the database ``BENCH_DATABASE_NAME`` (default
-``bastion_bench``) on the server of ``DATABASE_URL``, migrates it, seeds
+``bastion_bench``) on the server of ``ADMIN_DATABASE_URL`` (a superuser;
+the migrations need the ``bastion_definer`` role that ``make test`` sets
+up), migrates it, seeds
 users with several sessions each (a third of them revoked), then prints
 
 - the plan of the lookup with EXPLAIN (ANALYZE, BUFFERS), and
@@ -103,7 +105,11 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=2_000)
     args = parser.parse_args()
 
-    base = os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1/bastion")
+    base = (
+        os.environ.get("ADMIN_DATABASE_URL")
+        or os.environ.get("DATABASE_URL")
+        or "postgresql://postgres@127.0.0.1/bastion"
+    )
     url = with_database(base, os.environ.get("BENCH_DATABASE_NAME", "bastion_bench"))
     _recreate(url)
     migrate.upgrade(url)

@@ -8,18 +8,19 @@ deletes the user's unused ones, and any password change deletes them all.
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.message import EmailMessage
 from typing import Any
 
 from bastion.config import Settings
-from bastion.db import Cursor, Database, TxContext
+from bastion.db import Cursor, Database, TxContext, bind_account
 from bastion.errors import BadRequestError, ForbiddenError, NotFoundError
 from bastion.mail import make_message
 from bastion.passwords import PasswordHasher, enforce_password_policy
 from bastion.services.audit import record_event
 from bastion.services.login_throttle import record_account_failure
 from bastion.services.sessions import hash_token, revoke_user_sessions
+from bastion.services.tenancy import lookup_account
 
 
 class InvalidResetTokenError(BadRequestError):
@@ -112,6 +113,9 @@ class PasswordService:
         token = secrets.token_urlsafe(32)
 
         with self.db.write(ctx) as cur:
+            account_id = lookup_account(cur, "account_id_for_email", email)
+            if account_id is not None:
+                bind_account(cur, account_id)
             cur.execute(
                 """
                 SELECT id, account_id, email
@@ -182,9 +186,13 @@ class PasswordService:
         token_hash = hash_token(token)
 
         with self.db.read(ctx) as cur:
+            account_id = lookup_account(cur, "account_id_for_reset_token", token_hash)
+            if account_id is not None:
+                bind_account(cur, account_id)
             user = _select_token_user(cur, token_hash)
         if user is None:
             raise InvalidResetTokenError()
+        ctx = replace(ctx, account_id=str(user["account_id"]))
         enforce_password_policy(
             password,
             field="password",
