@@ -29,10 +29,10 @@ def create_app(
 ) -> Flask:
     """Build the application from ``settings`` (default: the environment).
 
-    The pool opens here, and start-up fails when no connection can be made,
-    except under the ``flask`` command (or with ``open_pool=False``): admin
-    commands such as ``flask db create-roles`` must run before the
-    application role exists, so there the pool opens on first use.
+    The pool opens here, and start-up fails when no connection can be made.
+    Under the ``flask`` command (or with ``open_pool=False``) the pool opens
+    on first use instead, because admin commands such as ``flask db
+    create-roles`` run before the application role exists.
     """
     from bastion.logging import configure_logging
 

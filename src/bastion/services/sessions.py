@@ -36,7 +36,7 @@ AccessTokenIssuer = Callable[[str, str], str]
 # The per-request caller lookup: two primary-key probes. A module constant
 # so that bench/caller_lookup.py measures the statement the app runs.
 # The caller's account is not known yet, so the lookup goes through a
-# definer function; it joins the user and the session by primary key and
+# definer function. It joins the user and the session by primary key and
 # returns a row only while the user is active and the session live.
 CALLER_LOOKUP = """
     SELECT account_id, role
@@ -359,7 +359,7 @@ class SessionService:
 
         Expired sessions (their refresh tokens cascade), reset tokens and
         stored idempotent responses of every account go through one definer
-        function; stale login counters, which belong to no account, follow.
+        function. Stale login counters, which belong to no account, follow.
         """
         with self.db.write() as cur:
             cur.execute(
