@@ -135,6 +135,22 @@ def recreate_database(url: str) -> None:
 # Mail from every app the tests build lands here; tests pick their message
 # by its recipient.
 OUTBOX_DIR = Path(tempfile.mkdtemp(prefix="bastion-outbox-"))
+# Every test shares 127.0.0.1 as its client address, so apps get limits no
+# test reaches unless it sets its own; tests of the limits set small ones.
+UNREACHED_RATE_LIMITS = {
+    name: "100000 per minute"
+    for name in (
+        "RATELIMIT_DEFAULT",
+        "RATELIMIT_LOGIN_PER_ADDRESS",
+        "RATELIMIT_LOGIN_PER_EMAIL",
+        "RATELIMIT_SIGNUP",
+        "RATELIMIT_PASSWORD_RESET_PER_ADDRESS",
+        "RATELIMIT_PASSWORD_RESET_PER_EMAIL",
+        "RATELIMIT_REFRESH",
+        "RATELIMIT_SEARCH",
+        "RATELIMIT_IMPORT",
+    )
+}
 
 
 def make_settings(database_url: str, **overrides: str) -> Settings:
@@ -152,6 +168,7 @@ def make_settings(database_url: str, **overrides: str) -> Settings:
         "SIGNING_KEY_CACHE_SECONDS": "0",
         "MAIL_BACKEND": "file",
         "MAIL_OUTBOX_DIR": str(OUTBOX_DIR),
+        **UNREACHED_RATE_LIMITS,
         **overrides,
     }
     return Settings.from_env(environ)

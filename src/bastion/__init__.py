@@ -53,14 +53,23 @@ def create_app(
     _init_services(app, settings, db, expected_migrations, serving=open_pool)
     _init_request_hooks(app, settings)
 
+    from bastion.accesslog import export_route
     from bastion.api import api
     from bastion.api.ops import bp as ops_bp
     from bastion.cli import register_commands
+    from bastion.cors import init_cors
     from bastion.errors import register_error_handlers
+    from bastion.proxy import install_proxy_fix
+    from bastion.ratelimit import apply_route_limits, init_rate_limits
 
+    init_cors(app, settings)
+    limiter = init_rate_limits(app, settings)
     register_error_handlers(app)
     app.register_blueprint(api)
     app.register_blueprint(ops_bp)
+    apply_route_limits(app, limiter)
+    export_route(app)
+    install_proxy_fix(app, settings)
     register_commands(app)
     return app
 
@@ -88,7 +97,9 @@ def _init_services(
     from bastion.services.sessions import SessionService
     from bastion.services.users import UserService
 
-    hasher = PasswordHasher(settings.bcrypt_rounds)
+    hasher = PasswordHasher(
+        settings.bcrypt_rounds, max_concurrent=settings.password_hash_concurrency
+    )
     if serving:
         # The first login for an unknown email would otherwise pay for
         # building the dummy hash, which makes it measurably slower than the

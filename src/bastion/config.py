@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from limits import parse_many
 
 T = TypeVar("T")
 
@@ -19,6 +22,18 @@ ENVIRONMENTS = ("production", "development", "test")
 MAIL_BACKENDS = ("smtp", "file")
 MIN_SECRET_LENGTH = 32
 PLACEHOLDER_SECRETS = {"changeme", "secret", "change-me", "dev", "development"}
+# Rate-limit storages this deployment supports: memory for one process, Redis
+# (plain, TLS, socket, Sentinel or Cluster) to share counts between processes.
+RATELIMIT_STORAGE_SCHEMES = (
+    "memory",
+    "redis",
+    "rediss",
+    "redis+unix",
+    "redis+sentinel",
+    "redis+cluster",
+)
+RATELIMIT_STRATEGIES = ("moving-window", "sliding-window-counter", "fixed-window")
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class ConfigError(Exception):
@@ -71,6 +86,42 @@ def _parse_networks(
     # strict=False accepts "10.0.0.1/8" as 10.0.0.0/8; a bare address is a /32
     # or /128 network.
     return tuple(ipaddress.ip_network(item, strict=False) for item in _parse_list(raw))
+
+
+def _parse_rate_limit(raw: str) -> str:
+    """Check a flask-limiter limit string such as ``5 per minute; 30 per hour``."""
+    parse_many(raw)
+    return raw
+
+
+def _parse_storage_uri(raw: str) -> str:
+    scheme = raw.split("://", 1)[0] if "://" in raw else ""
+    if scheme not in RATELIMIT_STORAGE_SCHEMES:
+        raise ValueError(
+            "expected a URI starting with one of "
+            + ", ".join(f"{name}://" for name in RATELIMIT_STORAGE_SCHEMES)
+        )
+    return raw
+
+
+def _parse_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        if raw not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return raw
+
+    return parse
+
+
+def _parse_origins(raw: str) -> tuple[str, ...]:
+    origins = _parse_list(raw)
+    for origin in origins:
+        if not _ORIGIN.fullmatch(origin):
+            raise ValueError(
+                f"{origin!r} is not an origin; list each as scheme://host[:port] "
+                "with no path and no wildcard"
+            )
+    return origins
 
 
 class _Reader:
@@ -164,6 +215,7 @@ class Settings:
     max_content_length: int = 1024 * 1024
     signup_enabled: bool = True
     bcrypt_rounds: int = 12
+    password_hash_concurrency: int = 2
     log_level: str = "INFO"
     readyz_check_migrations: bool = True
     # Proxies in front that set X-Forwarded-* and X-Request-ID; 0 trusts none.
@@ -189,10 +241,28 @@ class Settings:
     smtp_username: str | None = None
     smtp_password: str | None = field(default=None, repr=False)
     smtp_timeout: float = 10.0
+    cors_allowed_origins: tuple[str, ...] = ()
+    ratelimit_storage_timeout: float = 0.5
+    ratelimit_strategy: str = "moving-window"
+    ratelimit_default: str = "300 per minute"
+    ratelimit_login_per_address: str = "30 per minute; 300 per hour"
+    ratelimit_login_per_email: str = "5 per minute; 30 per hour"
+    ratelimit_signup: str = "5 per hour; 20 per day"
+    # The two below are limit strings, not passwords.
+    ratelimit_password_reset_per_address: str = "10 per hour"  # noqa: S105
+    ratelimit_password_reset_per_email: str = "3 per hour"  # noqa: S105
+    ratelimit_refresh: str = "60 per minute"
+    ratelimit_search: str = "60 per minute"
+    ratelimit_import: str = "20 per hour"
 
     @property
     def is_production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def ratelimit_storage_is_shared(self) -> bool:
+        """Whether every process counts against the same rate-limit storage."""
+        return not self.ratelimit_storage_uri.startswith("memory://")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -244,6 +314,9 @@ class Settings:
             ),
             signup_enabled=reader.get("SIGNUP_ENABLED", True, _parse_bool),
             bcrypt_rounds=reader.get("BCRYPT_ROUNDS", 12, _parse_positive_int),
+            password_hash_concurrency=reader.get(
+                "PASSWORD_HASH_CONCURRENCY", 2, _parse_positive_int
+            ),
             log_level=reader.get("LOG_LEVEL", "INFO", str.upper),
             readyz_check_migrations=reader.get(
                 "READYZ_CHECK_MIGRATIONS", True, _parse_bool
@@ -263,7 +336,6 @@ class Settings:
             db_reconnect_timeout=reader.get(
                 "DB_RECONNECT_TIMEOUT", 10.0, _parse_positive_float
             ),
-            ratelimit_storage_uri=reader.get("RATELIMIT_STORAGE_URI", "memory://", str),
             redis_url=reader.get("REDIS_URL", None, str),
             readiness_timeout=reader.get(
                 "READINESS_TIMEOUT", 1.0, _parse_positive_float
@@ -285,6 +357,49 @@ class Settings:
             smtp_username=reader.get("SMTP_USERNAME", None, str),
             smtp_password=reader.get("SMTP_PASSWORD", None, str),
             smtp_timeout=reader.get("SMTP_TIMEOUT", 10.0, _parse_positive_float),
+            cors_allowed_origins=reader.get("CORS_ALLOWED_ORIGINS", (), _parse_origins),
+            ratelimit_storage_uri=reader.get(
+                "RATELIMIT_STORAGE_URI", "memory://", _parse_storage_uri
+            ),
+            ratelimit_storage_timeout=reader.get(
+                "RATELIMIT_STORAGE_TIMEOUT", 0.5, _parse_positive_float
+            ),
+            ratelimit_strategy=reader.get(
+                "RATELIMIT_STRATEGY",
+                "moving-window",
+                _parse_choice(RATELIMIT_STRATEGIES),
+            ),
+            ratelimit_default=reader.get(
+                "RATELIMIT_DEFAULT", "300 per minute", _parse_rate_limit
+            ),
+            ratelimit_login_per_address=reader.get(
+                "RATELIMIT_LOGIN_PER_ADDRESS",
+                "30 per minute; 300 per hour",
+                _parse_rate_limit,
+            ),
+            ratelimit_login_per_email=reader.get(
+                "RATELIMIT_LOGIN_PER_EMAIL",
+                "5 per minute; 30 per hour",
+                _parse_rate_limit,
+            ),
+            ratelimit_signup=reader.get(
+                "RATELIMIT_SIGNUP", "5 per hour; 20 per day", _parse_rate_limit
+            ),
+            ratelimit_password_reset_per_address=reader.get(
+                "RATELIMIT_PASSWORD_RESET_PER_ADDRESS", "10 per hour", _parse_rate_limit
+            ),
+            ratelimit_password_reset_per_email=reader.get(
+                "RATELIMIT_PASSWORD_RESET_PER_EMAIL", "3 per hour", _parse_rate_limit
+            ),
+            ratelimit_refresh=reader.get(
+                "RATELIMIT_REFRESH", "60 per minute", _parse_rate_limit
+            ),
+            ratelimit_search=reader.get(
+                "RATELIMIT_SEARCH", "60 per minute", _parse_rate_limit
+            ),
+            ratelimit_import=reader.get(
+                "RATELIMIT_IMPORT", "20 per hour", _parse_rate_limit
+            ),
         )
         if settings.db_pool_min_size > settings.db_pool_max_size:
             reader.errors.append("DB_POOL_MIN_SIZE: must not exceed DB_POOL_MAX_SIZE")

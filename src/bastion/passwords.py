@@ -9,6 +9,11 @@ The policy asks for 12 to 1,024 characters and rejects passwords that
 zxcvbn rates as easy to guess: its frequency lists hold some 30,000 common
 passwords plus English words and names, and it scores keyboard walks,
 repeats, sequences, dates and l33t spellings.
+
+Hashing is the most expensive work in the app, so a bulkhead caps how many
+hashes one process computes at once. A request that finds every slot taken
+fails at once with 503 and ``Retry-After`` instead of queueing, which keeps
+a flood of logins from tying up the threads that serve other routes.
 """
 
 from __future__ import annotations
@@ -16,12 +21,13 @@ from __future__ import annotations
 import re
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 from passlib.context import CryptContext
 from zxcvbn import zxcvbn
 
-from bastion.errors import UnprocessableError
+from bastion.errors import ServiceUnavailableError, UnprocessableError
 
 PASSWORD_MIN_LENGTH = 12
 PASSWORD_MAX_LENGTH = 1024
@@ -80,26 +86,50 @@ def enforce_password_policy(
         )
 
 
-class PasswordHasher:
-    """Hash and verify passwords at the configured bcrypt cost."""
+# Seconds a client is told to wait when every hashing slot is taken; one
+# bcrypt at the production cost takes a fraction of that.
+BUSY_RETRY_AFTER = 1
 
-    def __init__(self, rounds: int) -> None:
+
+class PasswordHasher:
+    """Hash and verify passwords at the configured bcrypt cost.
+
+    At most ``max_concurrent`` hashes run at once in this process; beyond
+    that every method raises ServiceUnavailableError without waiting.
+    """
+
+    def __init__(self, rounds: int, *, max_concurrent: int = 2) -> None:
         self.context = CryptContext(
             schemes=["bcrypt_sha256", "bcrypt"],
             deprecated=["bcrypt"],
             bcrypt_sha256__default_rounds=rounds,
             bcrypt_sha256__min_rounds=rounds,
         )
+        self._slots = threading.BoundedSemaphore(max_concurrent)
         self._dummy_hash: str | None = None
         self._dummy_lock = threading.Lock()
 
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        """Hold one hashing slot, or raise ServiceUnavailableError if none is free."""
+        if not self._slots.acquire(blocking=False):
+            raise ServiceUnavailableError(
+                "The server is busy; retry later.", retry_after=BUSY_RETRY_AFTER
+            )
+        try:
+            yield
+        finally:
+            self._slots.release()
+
     def hash(self, password: str) -> str:
         """Return a new hash of ``password``."""
-        return str(self.context.hash(password))
+        with self.slot():
+            return str(self.context.hash(password))
 
     def verify(self, password: str, password_hash: str) -> tuple[bool, str | None]:
         """Check ``password``; return (matches, replacement hash or None)."""
-        matches, new_hash = self.context.verify_and_update(password, password_hash)
+        with self.slot():
+            matches, new_hash = self.context.verify_and_update(password, password_hash)
         return bool(matches), new_hash
 
     def verify_dummy(self, password: str) -> None:
@@ -108,14 +138,16 @@ class PasswordHasher:
         Login calls this for an unknown email, so the response time does not
         reveal whether an account exists.
         """
-        self.context.verify(password, self._get_dummy_hash())
+        with self.slot():
+            self.context.verify(password, self._get_dummy_hash())
 
     def warm_up(self) -> None:
         """Build the dummy hash ahead of the first login that needs it."""
         self._get_dummy_hash()
 
     def _get_dummy_hash(self) -> str:
+        # Called with a slot held, so it hashes without taking another.
         with self._dummy_lock:
             if self._dummy_hash is None:
-                self._dummy_hash = self.hash(secrets.token_urlsafe(16))
+                self._dummy_hash = str(self.context.hash(secrets.token_urlsafe(16)))
             return self._dummy_hash
