@@ -1,24 +1,19 @@
-"""gunicorn's access and error logs as JSON lines shaped like the app's log.
+"""The fields of gunicorn's access line, shaped like the app's request line.
 
-``gunicorn.conf.py`` names ``JsonLogger`` as gunicorn's ``logger_class``.
-An access line carries the fields of the app's ``request`` line (timestamp,
+``bastion.gunicorn_hooks.GunicornLogger`` writes the line under the event
+``access``. It carries the fields of the app's ``request`` line (timestamp,
 level, event, request_id, method, route, status, duration_ms, remote_addr)
-plus the bytes sent, under the event ``access``. The app hands the matched
-route pattern over in the WSGI environ, because gunicorn sees only the raw
-path, which holds ids and search text.
-"""
+plus the bytes sent. The app hands the matched route pattern over in the
+WSGI environ, because gunicorn gets only the raw path, which contains ids
+and search text."""
 
 from __future__ import annotations
 
 import datetime
-import logging
 from collections.abc import Iterable
 from typing import Any
 
 from flask import Flask, Response, request
-from gunicorn.glogging import Logger
-
-from bastion.logging import json_formatter
 
 ROUTE_ENVIRON_KEY = "bastion.route"
 
@@ -60,31 +55,3 @@ def access_fields(
         "remote_addr": environ.get("REMOTE_ADDR"),
         "bytes": sent,
     }
-
-
-# gunicorn ships no type hints, so mypy sees its Logger as Any.
-class JsonLogger(Logger):  # type: ignore[misc]
-    """gunicorn logger that writes JSON lines, one object per record."""
-
-    def setup(self, cfg: Any) -> None:
-        super().setup(cfg)
-        for log in (self.error_log, self.access_log):
-            for handler in log.handlers:
-                handler.setFormatter(json_formatter())
-
-    def access(
-        self,
-        resp: Any,
-        req: Any,
-        environ: dict[str, Any],
-        request_time: datetime.timedelta,
-    ) -> None:
-        if not self.access_log_enabled:
-            return
-        headers = (
-            resp.headers.items() if hasattr(resp.headers, "items") else resp.headers
-        )
-        fields = access_fields(
-            resp.status, headers, environ, request_time, getattr(resp, "sent", None)
-        )
-        self.access_log.log(logging.INFO, "access", extra=fields)

@@ -10,12 +10,15 @@ module, because prometheus-client reads it once, at its first import.
 
 from __future__ import annotations
 
+import datetime
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
 from gunicorn.glogging import Logger
 
+from bastion.accesslog import access_fields
 from bastion.logging import json_formatter
 
 METRICS_DIR_PREFIX = "bastion-metrics-"
@@ -68,3 +71,21 @@ class GunicornLogger(Logger):  # type: ignore[misc]
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(json_formatter())
+
+    def access(
+        self,
+        resp: Any,
+        req: Any,
+        environ: dict[str, Any],
+        request_time: datetime.timedelta,
+    ) -> None:
+        """Log one access line with the fields of the app's request line."""
+        if not self.access_log_enabled:
+            return
+        headers = (
+            resp.headers.items() if hasattr(resp.headers, "items") else resp.headers
+        )
+        fields = access_fields(
+            resp.status, headers, environ, request_time, getattr(resp, "sent", None)
+        )
+        self.access_log.log(logging.INFO, "access", extra=fields)
