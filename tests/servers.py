@@ -1,9 +1,9 @@
-"""Real servers on free loopback ports: redis-server, gunicorn and nginx.
+"""Real servers on free loopback ports: gunicorn and nginx.
 
 The end-to-end tests and the benchmarks start the deployment from these
-helpers, and the nginx configuration is rendered from the shipped
-``deploy/nginx.conf`` so the tested file is the one that ships.
-"""
+helpers and ``tests.processes.RedisServer``. The nginx configuration is
+rendered from the shipped ``deploy/nginx.conf``, so the tested file is the
+one that ships."""
 
 from __future__ import annotations
 
@@ -25,16 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
+from tests.processes import ROOT, free_port
 
-ROOT = Path(__file__).resolve().parents[1]
 NGINX_SITE = ROOT / "deploy" / "nginx.conf"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
@@ -54,54 +47,6 @@ def stop_process(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
-
-
-class RedisServer:
-    """A redis-server of the test's own, without persistence."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=(self.workdir / "redis.log").open("a"),
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(self.answers, 10, "redis-server")
-
-    def answers(self) -> bool:
-        client = redis.Redis(port=self.port, socket_connect_timeout=0.2)
-        try:
-            return bool(client.ping())
-        except redis.RedisError:
-            return False
-        finally:
-            client.close()
-
-    def stop(self) -> None:
-        if self.process is not None:
-            stop_process(self.process)
-            self.process = None
 
 
 def gunicorn_env(database_url: str, key_encryption_key: str, **overrides: str) -> dict:
@@ -233,7 +178,7 @@ def render_nginx_site(
     key_path: Path,
     log_dir: Path,
 ) -> str:
-    """Point the shipped site at test ports, files and upstreams; change nothing else."""
+    """Point the shipped site at test ports, files and upstreams, and nothing else."""
     text = NGINX_SITE.read_text()
     servers = "".join(f"    server 127.0.0.1:{port};\n" for port in upstream_ports)
     text = _replace(text, r"^    server 127\.0\.0\.1:8000;\n", servers, 1)
@@ -243,9 +188,7 @@ def render_nginx_site(
     text = _replace(text, r"^\s*listen \[::\]:443 ssl http2;\n", "", 1)
     text = _replace(text, r"listen 80;", f"listen 127.0.0.1:{http_port};", 1)
     text = _replace(text, r"^\s*listen \[::\]:80;\n", "", 1)
-    text = _replace(
-        text, r"ssl_certificate \S+;", f"ssl_certificate {cert_path};", 1
-    )
+    text = _replace(text, r"ssl_certificate \S+;", f"ssl_certificate {cert_path};", 1)
     text = _replace(
         text, r"ssl_certificate_key \S+;", f"ssl_certificate_key {key_path};", 1
     )

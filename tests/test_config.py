@@ -116,3 +116,48 @@ def test_readyz_checks_migrations_unless_switched_off():
     assert Settings.from_env(off).readyz_check_migrations is False
     with pytest.raises(ConfigError, match="READYZ_CHECK_MIGRATIONS"):
         Settings.from_env({**BASE, "READYZ_CHECK_MIGRATIONS": "maybe"})
+
+
+def test_edge_defaults_trust_no_proxy_and_count_in_memory():
+    settings = Settings.from_env(BASE)
+
+    assert settings.trusted_proxy_count == 0
+    assert settings.cors_allowed_origins == ()
+    assert settings.ratelimit_storage_uri == "memory://"
+    assert not settings.ratelimit_storage_is_shared
+    assert settings.password_hash_concurrency >= 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RATELIMIT_LOGIN_PER_ADDRESS", "lots"),
+        ("RATELIMIT_DEFAULT", "10 per fortnight"),
+        ("RATELIMIT_STORAGE_URI", "memcached://127.0.0.1:11211"),
+        ("RATELIMIT_STORAGE_URI", "127.0.0.1:6379"),
+        ("RATELIMIT_STRATEGY", "token-bucket"),
+        ("TRUSTED_PROXY_COUNT", "-1"),
+        ("PASSWORD_HASH_CONCURRENCY", "0"),
+    ],
+)
+def test_invalid_edge_setting_is_named(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({**BASE, name: value})
+
+
+def test_rate_limit_and_redis_settings_are_read():
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "RATELIMIT_STORAGE_URI": "redis://127.0.0.1:6379/2",
+            "RATELIMIT_LOGIN_PER_EMAIL": "3 per minute; 10 per hour",
+            "CORS_ALLOWED_ORIGINS": "https://app.example.com, http://localhost:3000",
+        }
+    )
+
+    assert settings.ratelimit_storage_is_shared
+    assert settings.ratelimit_login_per_email == "3 per minute; 10 per hour"
+    assert settings.cors_allowed_origins == (
+        "https://app.example.com",
+        "http://localhost:3000",
+    )

@@ -2,75 +2,45 @@
 
 from __future__ import annotations
 
-import os
 import secrets
-import signal
-import socket
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.servers import ROOT, Gunicorn, gunicorn_env
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_until_ready(url: str, process: subprocess.Popen, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"gunicorn exited with {process.returncode}")
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except (requests.ConnectionError, requests.Timeout):
-            # The socket accepts connections before a worker has booted, so
-            # an early request can time out as well as be refused.
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} not ready after {timeout} s")
+# Fields the gunicorn access line and the app's request line both carry.
+SHARED_LOG_FIELDS = (
+    "timestamp",
+    "level",
+    "event",
+    "request_id",
+    "method",
+    "route",
+    "status",
+    "duration_ms",
+    "remote_addr",
+)
 
 
 @pytest.fixture()
-def server(app, database_url, tmp_path):
-    port = free_port()
-    inherited = {k: v for k, v in os.environ.items() if not k.endswith("_FILE")}
-    env = {
-        **inherited,
-        "BASTION_ENV": "test",
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "JWT_KEY_ENCRYPTION_KEY": app.extensions[
-            "bastion"
-        ].settings.jwt_key_encryption_key,
-        "BCRYPT_ROUNDS": "4",
-        "PORT": str(port),
-        "GUNICORN_WORKERS": "2",
-    }
-    log = (tmp_path / "gunicorn.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
+def instance(app, database_url, tmp_path):
+    env = gunicorn_env(
+        database_url, app.extensions["bastion"].settings.jwt_key_encryption_key
     )
-    base = f"http://127.0.0.1:{port}"
+    gunicorn = Gunicorn(env, tmp_path / "gunicorn.log")
     try:
-        wait_until_ready(f"{base}/readyz", process)
-        yield base
+        gunicorn.start(ready_path="/readyz")
+        yield gunicorn
     finally:
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
+        gunicorn.stop()
+
+
+@pytest.fixture()
+def server(instance):
+    return instance.base_url
 
 
 def test_walkthrough_over_http(server):
@@ -122,3 +92,91 @@ def test_walkthrough_over_http(server):
     )
     assert deleted.status_code == 204
     assert requests.get(location, headers=headers, timeout=5).status_code == 404
+
+
+def test_access_log_is_json_shaped_like_app_log(instance):
+    request_id = f"access-log-{secrets.token_hex(6)}"
+    response = requests.get(
+        f"{instance.base_url}/healthz", headers={"X-Request-ID": request_id}, timeout=5
+    )
+    assert response.status_code == 200
+    instance.stop()
+
+    records = [r for r in instance.log_records() if r.get("request_id") == request_id]
+    access = [r for r in records if r["event"] == "access"]
+    app_line = [r for r in records if r["event"] == "request"]
+    assert len(access) == 1
+    assert len(app_line) == 1
+    for name in SHARED_LOG_FIELDS:
+        assert name in access[0], name
+        assert name in app_line[0], name
+    for name in ("level", "method", "route", "status", "remote_addr"):
+        assert access[0][name] == app_line[0][name], name
+    assert access[0]["route"] == "/healthz"
+    assert access[0]["duration_ms"] >= 0
+
+
+def test_forwarded_proto_ignored_without_trusted_proxy(server):
+    response = requests.get(
+        f"{server}/healthz", headers={"X-Forwarded-Proto": "https"}, timeout=5
+    )
+
+    assert response.status_code == 200
+    assert "Strict-Transport-Security" not in response.headers
+
+
+def test_memory_storage_with_workers_warns_outside_production(instance):
+    warnings = [
+        r
+        for r in instance.log_records()
+        if r.get("event") == "ratelimit_storage_per_process"
+    ]
+
+    assert len(warnings) == 1
+    assert warnings[0]["workers"] == 2
+
+
+def test_production_refuses_memory_storage_with_workers(app, database_url):
+    env = gunicorn_env(
+        database_url,
+        app.extensions["bastion"].settings.jwt_key_encryption_key,
+        BASTION_ENV="production",
+        BCRYPT_ROUNDS="12",
+        PORT="0",
+        RATELIMIT_STORAGE_URI="memory://",
+        GUNICORN_WORKERS="2",
+    )
+    finished = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert finished.returncode != 0
+    assert "RATELIMIT_STORAGE_URI" in finished.stderr
+    assert "Booting worker" not in finished.stderr
+
+
+def test_invalid_settings_stop_gunicorn_before_workers(app, database_url):
+    env = gunicorn_env(
+        database_url,
+        app.extensions["bastion"].settings.jwt_key_encryption_key,
+        TRUSTED_PROXY_COUNT="-1",
+        PORT="0",
+    )
+    finished = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+    assert finished.returncode != 0
+    assert "TRUSTED_PROXY_COUNT" in finished.stderr

@@ -11,11 +11,13 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
+import time
 from pathlib import Path
 
 import pytest
 
-from tests.servers import Gunicorn, Nginx, RedisServer, gunicorn_env, request
+from tests.processes import RedisServer
+from tests.servers import Gunicorn, Nginx, gunicorn_env, request
 
 pytestmark = pytest.mark.skipif(
     shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists(),
@@ -47,17 +49,32 @@ class Stack:
         decoded = json.loads(raw) if raw.startswith(b"{") else None
         return status, response_headers, decoded
 
-    def records(self, event: str) -> list[dict]:
+    def records(self, event: str, request_id: str | None = None) -> list[dict]:
         found = []
         for instance in self.instances:
-            found += [r for r in instance.log_records() if r.get("event") == event]
+            found += [
+                r
+                for r in instance.log_records()
+                if r.get("event") == event
+                and (request_id is None or r.get("request_id") == request_id)
+            ]
         return found
+
+    def wait_for_records(self, event: str, request_id: str) -> list[dict]:
+        # gunicorn writes the access line after the response has been sent.
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            found = self.records(event, request_id)
+            if found:
+                return found
+            time.sleep(0.05)
+        return []
 
 
 @pytest.fixture(scope="module")
 def stack(app, database_url, tmp_path_factory):
     workdir = tmp_path_factory.mktemp("nginx-stack")
-    redis_server = RedisServer(workdir / "redis")
+    redis_server = RedisServer()
     redis_server.start()
     env = gunicorn_env(
         database_url,
@@ -90,7 +107,12 @@ def owner(stack):
     status, _, _ = stack.call(
         "POST",
         "/api/v1/auth/signup",
-        body={"account_name": "Edge", "name": "Ada", "email": email, "password": PASSWORD},
+        body={
+            "account_name": "Edge",
+            "name": "Ada",
+            "email": email,
+            "password": PASSWORD,
+        },
     )
     assert status == 201
     status, _, tokens = stack.call(
@@ -129,8 +151,8 @@ def test_app_logs_client_address_seen_by_nginx(stack):
 
     assert status == 200
     assert headers["X-Request-ID"] == request_id
-    app_lines = [r for r in stack.records("request") if r["request_id"] == request_id]
-    access_lines = [r for r in stack.records("access") if r["request_id"] == request_id]
+    app_lines = stack.wait_for_records("request", request_id)
+    access_lines = stack.wait_for_records("access", request_id)
     assert [line["remote_addr"] for line in app_lines] == ["127.0.0.5"]
     assert [line["remote_addr"] for line in access_lines] == ["127.0.0.5"]
     assert access_lines[0]["route"] == "/healthz"
@@ -205,7 +227,7 @@ def test_body_over_two_mib_is_refused_by_nginx(stack):
 
 
 def test_api_keeps_serving_after_redis_stops(stack, owner):
-    status, headers, created = stack.call(
+    status, headers, _ = stack.call(
         "POST", "/api/v1/contacts", body={"name": "Grace"}, headers=owner
     )
     assert status == 201

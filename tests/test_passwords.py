@@ -1,12 +1,14 @@
-"""Password hashing and the password policy, without the HTTP layer."""
+"""Password hashing, the hashing bulkhead and the password policy."""
 
 from __future__ import annotations
 
 import secrets
+import time
 
 import pytest
 from passlib.hash import bcrypt, bcrypt_sha256
 
+from bastion.errors import ServiceUnavailableError
 from bastion.passwords import (
     TOO_GUESSABLE,
     TOO_LONG,
@@ -14,6 +16,7 @@ from bastion.passwords import (
     PasswordHasher,
     password_problem,
 )
+from tests.conftest import PASSWORD
 
 
 @pytest.fixture(scope="module")
@@ -114,3 +117,68 @@ def test_policy_length_bounds(password, problem):
 )
 def test_policy_accepts_strong_passwords_up_to_the_maximum(password):
     assert password_problem(password) is None
+
+
+def test_hasher_refuses_beyond_cap_without_waiting():
+    hasher = PasswordHasher(4, max_concurrent=2)
+
+    with hasher.slot(), hasher.slot():
+        started = time.monotonic()
+        with pytest.raises(ServiceUnavailableError) as raised:
+            hasher.hash(PASSWORD)
+        waited = time.monotonic() - started
+
+    assert raised.value.headers == {"Retry-After": "1"}
+    assert waited < 0.5
+    assert hasher.verify(PASSWORD, hasher.hash(PASSWORD))[0] is True
+
+
+def test_slot_is_released_after_a_failure():
+    hasher = PasswordHasher(4, max_concurrent=1)
+
+    with pytest.raises(ValueError), hasher.slot():
+        raise ValueError("boom")
+
+    assert hasher.hash(PASSWORD).startswith("$bcrypt-sha256$")
+
+
+def test_login_is_503_when_every_hash_slot_is_taken(make_app, factory):
+    owner = factory.owner()
+    app = make_app(PASSWORD_HASH_CONCURRENCY="1")
+    client = app.test_client()
+    hasher = app.extensions["bastion"].sessions.hasher
+    body = {"email": owner.email, "password": PASSWORD}
+
+    with hasher.slot():
+        busy = client.post("/api/v1/auth/login", json=body)
+        unknown = client.post(
+            "/api/v1/auth/login", json={**body, "email": "nobody@example.com"}
+        )
+        other_route = client.get("/healthz")
+    after = client.post("/api/v1/auth/login", json=body)
+
+    for response in (busy, unknown):
+        assert response.status_code == 503
+        assert response.headers["Retry-After"] == "1"
+        assert response.get_json()["error"]["code"] == "service_unavailable"
+    assert other_route.status_code == 200
+    assert after.status_code == 200
+
+
+def test_signup_is_503_when_every_hash_slot_is_taken(make_app):
+    app = make_app(PASSWORD_HASH_CONCURRENCY="1")
+    client = app.test_client()
+
+    with app.extensions["bastion"].accounts.hasher.slot():
+        response = client.post(
+            "/api/v1/auth/signup",
+            json={
+                "account_name": "Busy",
+                "name": "Ada",
+                "email": "busy@example.com",
+                "password": PASSWORD,
+            },
+        )
+
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
