@@ -24,7 +24,7 @@ from typing import Any
 
 from flask import Flask, Response, current_app, g, has_app_context, request
 from flask_jwt_extended import decode_token
-from flask_limiter import Limiter, RequestLimit
+from flask_limiter import Limiter, RateLimitExceeded, RequestLimit
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
@@ -202,6 +202,29 @@ class _LimiterLogFilter(logging.Filter):
 _log_filter = _LimiterLogFilter()
 
 
+class _FallbackLimiter(Limiter):
+    """flask-limiter with the fall-back made safe for threaded workers.
+
+    When Redis fails, the first thread to notice switches the process to
+    memory storage. flask-limiter raises the storage error in any other
+    thread whose Redis call was already under way (a 500); such a request
+    is checked again here, against memory storage.
+    """
+
+    def _check_request_limit(
+        self, callable_name: str | None = None, in_middleware: bool = True
+    ) -> None:
+        try:
+            super()._check_request_limit(callable_name, in_middleware)
+        except RateLimitExceeded:
+            raise
+        except Exception:
+            if not (self._in_memory_fallback_enabled and self._storage_dead):
+                raise
+            self.context.seen_limits.clear()
+            super()._check_request_limit(callable_name, in_middleware)
+
+
 class BastionLimiter:
     """The flask-limiter extension of one app and what Bastion keeps beside it."""
 
@@ -237,7 +260,7 @@ def _is_exempt() -> bool:
 
 def init_rate_limits(app: Flask, settings: Settings) -> BastionLimiter:
     """Attach flask-limiter with the default limit; see apply_route_limits."""
-    limiter = Limiter(
+    limiter = _FallbackLimiter(
         key_func=user_or_address_key,
         default_limits=[settings.ratelimit_default],
         storage_uri=settings.ratelimit_storage_uri,
