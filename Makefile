@@ -12,7 +12,7 @@ export FLASK_APP := bastion
 
 SQUAWK := .ci/squawk/node_modules/.bin/squawk
 
-.PHONY: help install run test test-compat lint lint-migrations migration fmt migrate clean
+.PHONY: help install run test test-compat bench lint lint-migrations migration fmt migrate clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,10 @@ test: install ## Run the test suite against a fresh test database.
 test-compat: install ## Run the previous release's end-to-end test on the current schema.
 	$(PY) -m bastion.devenv --env-file var/test.env
 	source var/test.env && $(PY) -m bastion.compat
+
+bench: install ## Time reads through nginx with and without a login flood (~2 min).
+	$(PY) -m bastion.devenv --env-file var/bench.env
+	source var/bench.env && $(PY) bench/login_flood.py $(BENCH_ARGS)
 
 lint: install lint-migrations ## Check style, types and the migration files.
 	$(VENV)/bin/ruff check src tests
