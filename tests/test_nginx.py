@@ -2,7 +2,7 @@
 instances sharing one PostgreSQL database and a Redis of the test's own.
 
 Requests leave from chosen loopback addresses (127.0.0.2 and up) so the
-address the app sees can be told apart from nginx's own 127.0.0.1. The
+address the app records can be distinguished from nginx's own 127.0.0.1. The
 tests run in file order against one stack; the last one stops Redis.
 """
 

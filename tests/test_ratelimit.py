@@ -1,7 +1,7 @@
 """Per-route rate limits: keys, the 429 shape, and Redis shared or failing.
 
-Each test builds an app with its own small limits (memory storage unless
-it says otherwise), so counts never leak between tests.
+Each test builds an app with its own small limits, on memory storage
+unless it names a Redis, so counts never leak between tests.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def _assert_rate_limited(response):
     assert int(response.headers["RateLimit-Reset"]) >= 1
 
 
-def test_login_limit_per_address_is_429_in_error_shape(make_app):
+def test_login_limit_per_address(make_app):
     client = make_app(RATELIMIT_LOGIN_PER_ADDRESS="3 per minute").test_client()
 
     allowed = [_login(client, email=unique_email()) for _ in range(3)]

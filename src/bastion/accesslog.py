@@ -5,7 +5,8 @@
 level, event, request_id, method, route, status, duration_ms, remote_addr)
 plus the bytes sent. The app hands the matched route pattern over in the
 WSGI environ, because gunicorn gets only the raw path, which contains ids
-and search text."""
+and search text.
+"""
 
 from __future__ import annotations
 

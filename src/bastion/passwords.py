@@ -86,8 +86,8 @@ def enforce_password_policy(
         )
 
 
-# Seconds a client is told to wait when every hashing slot is taken; one
-# bcrypt at the production cost takes a fraction of that.
+# Retry-After, in seconds, when every hashing slot is taken. One bcrypt at
+# the production cost takes a fraction of that.
 BUSY_RETRY_AFTER = 1
 
 

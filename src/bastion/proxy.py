@@ -3,9 +3,10 @@
 ``TRUSTED_PROXY_COUNT`` is the number of proxies in front of the app that
 each set (or append to) ``X-Forwarded-For``, ``-Proto`` and ``-Host``.
 Werkzeug's ProxyFix then takes the client address, scheme and host from
-that many entries counted from the right, the ones our own proxies wrote;
-entries further left came from the client and are ignored. With the
-default of 0 no header is read, so a client cannot choose its address.
+that many entries counted from the right, which are the ones our own
+proxies wrote. Entries further left came from the client and are ignored.
+With the default of 0 no header is read, so a client cannot choose its
+address.
 """
 
 from __future__ import annotations

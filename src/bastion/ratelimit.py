@@ -6,9 +6,9 @@ each process counts alone, so N workers multiply every limit by N.
 
 When Redis fails, each process counts in its own memory with the same
 limits, logs ``ratelimit_storage_unavailable`` once, and keeps serving.
-flask-limiter probes Redis again after 1, 2, 4, ... 32 seconds between
-requests; once it answers the process logs ``ratelimit_storage_recovered``
-and counts in Redis again.
+flask-limiter pings Redis again after 1, 2, 4, ... 32 seconds. Once Redis
+responds, the process logs ``ratelimit_storage_recovered`` and counts there
+again.
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from bastion.config import ConfigError, Settings
 
 logger = logging.getLogger(__name__)
 
-# Probes answer load balancers and monitoring, which call them often from
-# one address; the names stay here even while a build lacks the route.
+# Load balancers and monitoring call the probes often from one address. The
+# names stay listed even while a build lacks the route.
 EXEMPT_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz", "ops.metrics"})
 
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
@@ -51,13 +51,14 @@ def email_key() -> str:
     """Key a request by the ``email`` of its JSON body, hashed.
 
     The email is normalised as login compares it (trimmed, case-folded) and
-    hashed so the storage never holds addresses. A body without a usable
-    email shares one bucket; such a request fails validation anyway.
+    hashed, so the storage never contains email addresses. Bodies without a
+    usable email share one bucket, because such a request fails validation
+    anyway.
     """
     try:
         body = request.get_json(silent=True)
     except HTTPException:
-        # A body over the size limit; the view answers 413 for it.
+        # The body exceeds the size limit, and the view returns 413 for it.
         body = None
     email = body.get("email") if isinstance(body, dict) else None
     if not isinstance(email, str) or not email.strip():
@@ -206,9 +207,9 @@ class _FallbackLimiter(Limiter):
     """flask-limiter with the fall-back made safe for threaded workers.
 
     When Redis fails, the first thread to notice switches the process to
-    memory storage. flask-limiter raises the storage error in any other
-    thread whose Redis call was already under way (a 500); such a request
-    is checked again here, against memory storage.
+    memory storage. Any other thread whose Redis call was already under way
+    gets the storage error from flask-limiter, which would be a 500. Such a
+    request is checked again here, against memory storage.
     """
 
     def _check_request_limit(
@@ -243,9 +244,9 @@ def current_limiter() -> BastionLimiter:
 def _storage_options(settings: Settings) -> dict[str, Any]:
     if not settings.ratelimit_storage_is_shared:
         return {}
-    # redis-py retries a failed command three times with back-off of up to
-    # seconds by default; one quick retry replaces a stale pooled connection
-    # and a dead server is noticed within the timeout.
+    # redis-py 7 retries a failed command three times with back-off of up to
+    # seconds by default. One immediate retry replaces a stale pooled
+    # connection, and a dead server is noticed within the timeout.
     return {
         "socket_connect_timeout": settings.ratelimit_storage_timeout,
         "socket_timeout": settings.ratelimit_storage_timeout,
@@ -312,7 +313,7 @@ def apply_route_limits(app: Flask, bastion_limiter: BastionLimiter) -> None:
 
 
 def _add_rate_limit_headers(response: Response) -> Response:
-    """Describe the nearest limit in RateLimit-* headers, and Retry-After on 429.
+    """Describe the request's limit in RateLimit-* headers, and Retry-After on 429.
 
     The headers follow the IETF httpapi draft's RateLimit-Limit, -Remaining
     and -Reset, with Reset in seconds from now.
