@@ -49,7 +49,7 @@ from tests.servers import (  # noqa: E402
 from bastion import create_app, migrate  # noqa: E402 - needs the path above
 from bastion.config import Settings  # noqa: E402
 
-PASSWORD = "correct horse battery staple"  # noqa: S105 - a benchmark account
+PASSWORD = "correct horse battery staple"
 
 
 def flood_addresses() -> itertools.cycle[str]:

@@ -23,7 +23,7 @@ import psycopg
 import requests
 
 from bastion.devenv import _as_postgres_user, _find_pg_bin
-from tests.conftest import PASSWORD, unique_email
+from tests.conftest import PASSWORD, UNREACHED_RATE_LIMITS, unique_email
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -100,6 +100,8 @@ class Gunicorn:
             "BCRYPT_ROUNDS": "4",
             "PORT": str(self.port),
             "GUNICORN_WORKERS": "2",
+            # Load and fault tests send many requests from one address.
+            **UNREACHED_RATE_LIMITS,
             **env,
         }
         self.process: subprocess.Popen[bytes] | None = None

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.conftest import UNREACHED_RATE_LIMITS
 from tests.processes import ROOT, free_port
 
 NGINX_SITE = ROOT / "deploy" / "nginx.conf"
@@ -60,6 +61,7 @@ def gunicorn_env(database_url: str, key_encryption_key: str, **overrides: str) -
         "JWT_KEY_ENCRYPTION_KEY": key_encryption_key,
         "BCRYPT_ROUNDS": "4",
         "GUNICORN_WORKERS": "2",
+        **UNREACHED_RATE_LIMITS,
         **overrides,
     }
 
