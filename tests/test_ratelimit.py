@@ -124,6 +124,42 @@ def test_refresh_limit_per_address(make_app):
     _assert_rate_limited(refresh())
 
 
+def _reset(client, email, address):
+    return client.post(
+        "/api/v1/auth/password-reset",
+        json={"email": email},
+        environ_base={"REMOTE_ADDR": address},
+    )
+
+
+def test_password_reset_limit_per_email_spans_addresses(make_app):
+    client = make_app(RATELIMIT_PASSWORD_RESET_PER_EMAIL="2 per hour").test_client()
+    email = unique_email()
+
+    accepted = [_reset(client, email, f"192.0.2.{n}") for n in (20, 21)]
+    refused = _reset(client, email.upper(), "192.0.2.22")
+
+    assert [r.status_code for r in accepted] == [202, 202]
+    _assert_rate_limited(refused)
+    assert _reset(client, unique_email(), "192.0.2.23").status_code == 202
+
+
+def test_password_reset_limit_per_address(make_app):
+    client = make_app(RATELIMIT_PASSWORD_RESET_PER_ADDRESS="2 per hour").test_client()
+
+    accepted = [_reset(client, unique_email(), "192.0.2.30") for _ in range(2)]
+    refused = _reset(client, unique_email(), "192.0.2.30")
+    confirm = client.post(
+        "/api/v1/auth/password-reset/confirm",
+        json={"token": "x" * 43, "password": PASSWORD},
+        environ_base={"REMOTE_ADDR": "192.0.2.30"},
+    )
+
+    assert [r.status_code for r in accepted] == [202, 202]
+    _assert_rate_limited(refused)
+    assert confirm.status_code != 429
+
+
 def test_search_limit_counts_only_requests_with_q(make_app, team):
     client = make_app(RATELIMIT_SEARCH="2 per minute").test_client()
     headers = team["member"].headers
@@ -219,7 +255,14 @@ def test_every_listed_route_that_exists_is_limited(make_app, team):
         assert responses[1].status_code == 429, spec
         checked.append(spec.path)
 
-    assert {"/api/v1/auth/login", "/api/v1/contacts"} <= set(checked)
+    assert {
+        "/api/v1/auth/login",
+        "/api/v1/auth/signup",
+        "/api/v1/auth/refresh",
+        "/api/v1/auth/password-reset",
+        "/api/v1/auth/password-reset/confirm",
+        "/api/v1/contacts",
+    } <= set(checked)
 
 
 def test_redis_counts_are_shared_between_apps(make_app, redis_server):
