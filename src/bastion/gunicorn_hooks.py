@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,12 @@ class GunicornLogger(Logger):  # type: ignore[misc]
         for log in (self.error_log, self.access_log):
             for handler in log.handlers:
                 handler.setFormatter(json_formatter())
+                # gunicorn sends "-" access logs to stdout; every other JSON
+                # line, the app's included, goes to stderr.
+                if isinstance(handler, logging.StreamHandler) and not isinstance(
+                    handler, logging.FileHandler
+                ):
+                    handler.setStream(sys.stderr)
 
     def access(
         self,
