@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import random
 import secrets
-import signal
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import requests
 
 from tests.conftest import PASSWORD, unique_email
-from tests.test_e2e import free_port, wait_until_ready
+from tests.servers import Gunicorn, gunicorn_env
 
-ROOT = Path(__file__).resolve().parents[1]
 CLIENTS = 50
 # Bounds of the read-modify-write loop, per client and for the whole test.
 MAX_ATTEMPTS = 200
@@ -29,39 +23,20 @@ DEADLINE_SECONDS = 60
 @pytest.fixture(scope="module")
 def gunicorn_url(app, database_url, tmp_path_factory):
     """A gunicorn with 2 workers of 4 threads, so requests really overlap."""
-    port = free_port()
-    inherited = {k: v for k, v in os.environ.items() if not k.endswith("_FILE")}
-    env = {
-        **inherited,
-        "BASTION_ENV": "test",
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": secrets.token_urlsafe(32),
-        "JWT_KEY_ENCRYPTION_KEY": app.extensions[
-            "bastion"
-        ].settings.jwt_key_encryption_key,
-        "BCRYPT_ROUNDS": "4",
-        "PORT": str(port),
-        "GUNICORN_WORKERS": "2",
-        "GUNICORN_WORKER_CLASS": "gthread",
-        "GUNICORN_THREADS": "4",
-        "DB_POOL_MAX_SIZE": "4",
-    }
-    log_path = tmp_path_factory.mktemp("gunicorn") / "gunicorn.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "wsgi:app"],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        base = f"http://127.0.0.1:{port}"
-        try:
-            wait_until_ready(f"{base}/readyz", process)
-            yield f"{base}/api/v1"
-        finally:
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
+    env = gunicorn_env(
+        database_url,
+        app.extensions["bastion"].settings.jwt_key_encryption_key,
+        GUNICORN_WORKERS="2",
+        GUNICORN_WORKER_CLASS="gthread",
+        GUNICORN_THREADS="4",
+        DB_POOL_MAX_SIZE="4",
+    )
+    server = Gunicorn(env, tmp_path_factory.mktemp("gunicorn") / "gunicorn.log")
+    try:
+        server.start(ready_path="/readyz")
+        yield f"{server.base_url}/api/v1"
+    finally:
+        server.stop()
 
 
 @pytest.fixture()
