@@ -24,6 +24,7 @@ from bastion.pagination import (
     split_page,
 )
 from bastion.services.audit import record_event
+from bastion.services.sqlparts import versioned_set_clause
 
 CONTACT_COLUMNS = sql.SQL(
     "id, name, email, phone, company, notes, tags, created_by, version, "
@@ -190,14 +191,9 @@ class ContactService:
         expected_version: int | None = None,
     ) -> dict[str, Any]:
         """Apply ``changes``; raise PreconditionFailedError on a stale version."""
-        # Column names come from the policy allowlist, never from request keys.
-        columns = [
-            name for name in sorted(changes) if name in policy.CONTACT_WRITABLE_FIELDS
-        ]
-        assignments = [
-            sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
-            for name in columns
-        ]
+        assignments, params = versioned_set_clause(
+            changes, policy.CONTACT_WRITABLE_FIELDS
+        )
         query = sql.SQL(
             """
             UPDATE contacts
@@ -208,13 +204,7 @@ class ContactService:
               AND version = coalesce(%(expected_version)s, version)
             RETURNING {columns}
             """
-        ).format(
-            assignments=sql.SQL(", ").join(
-                [*assignments, sql.SQL("updated_at = now(), version = version + 1")]
-            ),
-            columns=CONTACT_COLUMNS,
-        )
-        params = {name: changes[name] for name in columns}
+        ).format(assignments=assignments, columns=CONTACT_COLUMNS)
 
         with self.db.write(ctx) as cur:
             try:

@@ -22,6 +22,7 @@ from bastion.services.accounts import insert_user, unique_violation_error
 from bastion.services.audit import record_event
 from bastion.services.passwords import delete_unused_reset_tokens
 from bastion.services.sessions import revoke_user_sessions
+from bastion.services.sqlparts import versioned_set_clause
 from bastion.services.tenancy import lookup_account
 
 USER_COLUMNS = sql.SQL(
@@ -361,12 +362,7 @@ def _demote_owner(cur: Cursor, ctx: TxContext) -> None:
 def _apply_changes(
     cur: Cursor, ctx: TxContext, user_id: str, changes: dict[str, Any]
 ) -> dict[str, Any]:
-    # Column names come from the policy allowlist, never from request keys.
-    columns = [name for name in sorted(changes) if name in policy.USER_WRITABLE_FIELDS]
-    assignments = [
-        sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
-        for name in columns
-    ]
+    assignments, params = versioned_set_clause(changes, policy.USER_WRITABLE_FIELDS)
     query = sql.SQL(
         """
         UPDATE users
@@ -376,13 +372,7 @@ def _apply_changes(
           AND deleted_at IS NULL
         RETURNING {columns}
         """
-    ).format(
-        assignments=sql.SQL(", ").join(
-            [*assignments, sql.SQL("updated_at = now(), version = version + 1")]
-        ),
-        columns=USER_COLUMNS,
-    )
-    params = {name: changes[name] for name in columns}
+    ).format(assignments=assignments, columns=USER_COLUMNS)
     try:
         cur.execute(query, {**params, "user_id": user_id, "account_id": ctx.account_id})
     except pg_errors.UniqueViolation as exc:
