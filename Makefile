@@ -39,8 +39,8 @@ var/dev.env: install
 migrate: var/dev.env ## Apply pending migrations to the development database.
 	source var/dev.env && $(FLASK) db create-roles && $(FLASK) db upgrade
 
-run: install ## Serve the API on 127.0.0.1:$(PORT) with a local database.
-	$(PY) -m bastion.devenv --env-file var/dev.env
+run: install ## Serve the API on 127.0.0.1:PORT (default 8000) with a local database.
+	$(PY) -m bastion.devenv --env-file var/dev.env --shared-limits
 	source var/dev.env && $(FLASK) db create-roles && $(FLASK) db upgrade \
 		&& $(FLASK) keys rotate --if-missing \
 		&& exec $(VENV)/bin/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) wsgi:app

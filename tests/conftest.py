@@ -175,10 +175,17 @@ def make_settings(database_url: str, **overrides: str) -> Settings:
 
 
 def drop_database(url: str) -> None:
+    """Drop a scratch database and the two roles made for it."""
     admin = with_database(url, "postgres")
-    name = sql.Identifier(database_name(url))
+    name = database_name(url)
     with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(name)
+            )
+        )
+        for role in (f"{name}_owner", f"{name}_app"):
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
 
 
 def configured_database_name() -> str:

@@ -191,7 +191,7 @@ def test_deactivate_ends_sessions_but_not_for_owner(runner, client, factory):
 
 def test_keys_rotate_list_and_retire(runner):
     rotated = _invoke(runner, "keys", "rotate")
-    kid = rotated.output.strip()
+    kid = rotated.output.split()[-1]
 
     listed = _invoke(runner, "keys", "list")
     retired = _invoke(runner, "keys", "retire", kid)
@@ -389,3 +389,34 @@ def test_admin_command_app_skips_hash_warm_up(database_url):
     hasher = app.extensions["bastion"].sessions.hasher
     assert hasher._dummy_hash is None
     app.extensions["bastion"].db.close()
+
+
+def test_keys_retire_refuses_the_last_usable_key(runner, app):
+    keys = app.extensions["bastion"].keys
+    newest, *older = keys.load_active_keys()
+    for key in older:
+        keys.retire_key(key.kid)
+
+    refused = _invoke(runner, "keys", "retire", newest.kid)
+
+    assert refused.exit_code != 0
+    assert "last usable signing key" in refused.output
+    assert [key.kid for key in keys.load_active_keys()] == [newest.kid]
+
+
+def test_keys_rotate_if_missing_ignores_undecryptable_keys(make_app):
+    other_kek = make_app(JWT_KEY_ENCRYPTION_KEY="k" * 40)
+
+    result = other_kek.test_cli_runner().invoke(args=["keys", "rotate", "--if-missing"])
+
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("created signing key")
+
+
+def test_empty_stdin_password_is_named(runner, factory):
+    owner = factory.owner()
+
+    result = _invoke(runner, "users", "set-password", "--email", owner.email, stdin="")
+
+    assert result.exit_code != 0
+    assert "no password on standard input" in result.output

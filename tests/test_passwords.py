@@ -12,6 +12,7 @@ from bastion.errors import ServiceUnavailableError
 from bastion.passwords import (
     TOO_GUESSABLE,
     TOO_LONG,
+    TOO_PERSONAL,
     TOO_SHORT,
     PasswordHasher,
     password_problem,
@@ -94,7 +95,30 @@ def test_policy_rejects_the_users_own_name_and_email():
         password, user_inputs=["quokkazanzibar@example.com", "Ada"]
     )
 
-    assert problem == TOO_GUESSABLE
+    assert problem in {TOO_GUESSABLE, TOO_PERSONAL}
+
+
+QUENTIN = ["quentin.blackwood@example.com", "Quentin Blackwood", "Acme"]
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "quentin.blackwood@example.com",
+        "quentin.blackwood",
+        "blackwood quentin",
+        "Acme quentin blackwood",
+        "QuentinBlackwood2024",
+    ],
+)
+def test_policy_rejects_passwords_built_from_personal_words(password):
+    assert password_problem(password, user_inputs=QUENTIN) == TOO_PERSONAL
+
+
+def test_policy_accepts_personal_word_among_uncommon_ones():
+    password = "quentin grills marmalade otters"
+
+    assert password_problem(password, user_inputs=QUENTIN) is None
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from psycopg import sql
 
 from bastion.pagination import Position
 from bastion.services.contacts import list_query
-from tests.conftest import database_url_for, prepare_database
+from tests.conftest import database_url_for, drop_database, prepare_database
 
 ROWS = 200_000
 BIG_ACCOUNT_ROWS = 150_000
@@ -88,12 +88,7 @@ def scale_db():
         "account_id": str(big),
         "middle": Position(middle[0], middle[1]),
     }
-    with psycopg.connect(database_url_for("postgres"), autocommit=True) as conn:
-        conn.execute(
-            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)
-            )
-        )
+    drop_database(admin_url)
 
 
 def explain_as_app(scale_db, query, params):

@@ -45,6 +45,11 @@ def _read_password() -> str:
         )
     else:
         password = sys.stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException(
+                "no password on standard input; pipe one line, or run the "
+                "command in a terminal to be prompted"
+            )
     if not PASSWORD_MIN_LENGTH <= len(password) <= PASSWORD_MAX_LENGTH:
         raise click.ClickException(
             f"the password must be between {PASSWORD_MIN_LENGTH} and "
@@ -245,10 +250,12 @@ def users_deactivate(email: str) -> None:
 def keys_rotate(if_missing: bool) -> None:
     """Create a new signing key; instances start signing with it shortly."""
     keys = registry().keys
-    if if_missing and any(key["retired_at"] is None for key in keys.list_keys()):
-        click.echo("an active signing key exists; nothing to do")
+    # Only a key this instance can decrypt counts: after the key-encryption
+    # key changes, the stored keys are unusable and a new one is needed.
+    if if_missing and keys.load_active_keys():
+        click.echo("a usable signing key exists; nothing to do")
         return
-    click.echo(keys.rotate_key())
+    click.echo(f"created signing key {keys.rotate_key()}")
 
 
 @keys_cli.command("list")
@@ -262,9 +269,21 @@ def keys_list() -> None:
 
 @keys_cli.command("retire")
 @click.argument("kid")
-def keys_retire(kid: str) -> None:
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Retire even the last usable key, which stops every login.",
+)
+def keys_retire(kid: str, force: bool) -> None:
     """Stop a key from signing or verifying; its tokens become invalid."""
-    if not registry().keys.retire_key(kid):
+    keys = registry().keys
+    others = [key for key in keys.load_active_keys() if key.kid != kid]
+    if not others and not force:
+        raise click.ClickException(
+            f"{kid!r} is the last usable signing key, so logins would fail; "
+            "run `flask keys rotate` first, or pass --force"
+        )
+    if not keys.retire_key(kid):
         raise click.ClickException(f"no active key with id {kid!r}")
     click.echo(f"retired {kid}")
 

@@ -38,6 +38,7 @@ from bastion.migrate import database_name, with_database
 
 ROOT = Path(__file__).resolve().parents[2]
 VAR = ROOT / "var"
+LOCAL_REDIS_URL = "redis://127.0.0.1:6379/0"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/bastion"
 
 
@@ -157,7 +158,16 @@ def with_user(url: str, user: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{quote(user)}@{host}{port}"))
 
 
-def prepare(database_url: str | None) -> dict[str, str]:
+def _redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def prepare(database_url: str | None, *, shared_limits: bool = False) -> dict[str, str]:
     """Make the server, secrets and database ready; return the environment."""
     given = database_url or os.environ.get("ADMIN_DATABASE_URL")
     given = given or os.environ.get("DATABASE_URL")
@@ -178,6 +188,8 @@ def prepare(database_url: str | None) -> dict[str, str]:
 
     name = database_name(url)
     env = {
+        # The admin commands find the app through FLASK_APP from any folder.
+        "FLASK_APP": "bastion",
         "BASTION_ENV": os.environ.get("BASTION_ENV", "development"),
         "ADMIN_DATABASE_URL": url,
         "MIGRATION_DATABASE_URL": with_user(url, f"{name}_owner"),
@@ -186,6 +198,13 @@ def prepare(database_url: str | None) -> dict[str, str]:
     for name in ("SECRET_KEY", "JWT_KEY_ENCRYPTION_KEY"):
         if not (os.environ.get(name) or os.environ.get(f"{name}_FILE")):
             env[f"{name}_FILE"] = str(_secret_file(name.lower()))
+    # Several gunicorn workers counting in memory would each allow the full
+    # limit, so the development server shares counts in the local Redis.
+    if shared_limits and "RATELIMIT_STORAGE_URI" not in os.environ:
+        if _redis_answers(LOCAL_REDIS_URL):
+            env["RATELIMIT_STORAGE_URI"] = LOCAL_REDIS_URL
+        else:
+            _log("no Redis at 127.0.0.1:6379; each worker counts rate limits alone")
     return env
 
 
@@ -197,9 +216,14 @@ def main() -> None:
     parser.add_argument(
         "--env-file", default=str(VAR / "dev.env"), help="where to write exports"
     )
+    parser.add_argument(
+        "--shared-limits",
+        action="store_true",
+        help="count rate limits in the local Redis when one runs",
+    )
     args = parser.parse_args()
 
-    env = prepare(args.database_url)
+    env = prepare(args.database_url, shared_limits=args.shared_limits)
     path = Path(args.env_file)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(

@@ -45,6 +45,13 @@ TOO_LONG = f"Must be at most {PASSWORD_MAX_LENGTH} characters long."
 TOO_GUESSABLE = (
     "Is too common or too easy to guess; use a passphrase of several uncommon words."
 )
+TOO_PERSONAL = (
+    "Is made mostly of your name, email address or account name; "
+    "add words an attacker could not look up."
+)
+# After the user's own words are taken out, this many letters and digits
+# must remain.
+PERSONAL_REMAINDER_MIN = 8
 
 _WORD = re.compile(r"[^\W_]{3,}")
 
@@ -65,12 +72,25 @@ def password_problem(password: str, *, user_inputs: Iterable[str] = ()) -> str |
     # Whole values and their parts: "ada.king@example.com" yields "ada",
     # "king" and "example" too, as an attacker's word list would.
     inputs = [value for value in user_inputs if value]
-    inputs += [part for value in inputs for part in _WORD.findall(value.lower())]
+    parts = [part for value in inputs for part in _WORD.findall(value.lower())]
+    inputs += parts
+    # zxcvbn sees only the scored prefix, so a password built from the
+    # user's own words beyond it is caught here, on the whole password.
+    if len(_without_words(password, parts)) < PERSONAL_REMAINDER_MIN:
+        return TOO_PERSONAL
     with _zxcvbn_lock:
         result = zxcvbn(password[:PASSWORD_SCORED_PREFIX], user_inputs=inputs)
     if result["score"] < PASSWORD_MIN_SCORE:
         return TOO_GUESSABLE
     return None
+
+
+def _without_words(password: str, words: Iterable[str]) -> str:
+    """Return the password's letters and digits with ``words`` taken out."""
+    remainder = "".join(_WORD.findall(password.lower()))
+    for word in sorted(set(words), key=len, reverse=True):
+        remainder = remainder.replace(word, "")
+    return remainder
 
 
 def enforce_password_policy(

@@ -441,3 +441,36 @@ class TestPasswordHashing:
 
         difference = abs(statistics.median(unknown) - statistics.median(wrong))
         assert difference < hash_seconds / 2, (difference, hash_seconds)
+
+
+def test_login_without_usable_key_is_503_and_records_nothing(
+    make_app, factory, db_conn
+):
+    owner = factory.owner()
+    # Another key-encryption key cannot decrypt any stored signing key.
+    app = make_app(JWT_KEY_ENCRYPTION_KEY="z" * 40)
+    client = app.test_client()
+
+    response = client.post(
+        f"{AUTH}/login", json={"email": owner.email, "password": PASSWORD}
+    )
+
+    assert response.status_code == 503
+    assert client.get("/readyz").status_code == 503
+    successes = db_conn.execute(
+        "SELECT count(*) FROM audit_events WHERE action = 'login.succeeded'"
+        " AND target_id = %s",
+        (owner.id,),
+    ).fetchone()
+    assert successes == (1,)
+
+
+def test_logout_with_a_body_is_400(client, factory):
+    owner = factory.owner()
+
+    response = client.post(
+        f"{AUTH}/logout", json={"refresh_token": "x"}, headers=owner.headers
+    )
+
+    assert response.status_code == 400
+    assert _me(client, owner.access_token).status_code == 200

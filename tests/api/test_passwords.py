@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from bastion.passwords import TOO_GUESSABLE, TOO_LONG, TOO_SHORT
+from bastion.passwords import TOO_GUESSABLE, TOO_LONG, TOO_PERSONAL, TOO_SHORT
 from tests.conftest import PASSWORD, login, read_mail, unique_email
 
 AUTH = "/api/v1/auth"
@@ -86,7 +86,7 @@ class TestPolicy:
         )
 
         assert response.status_code == 422
-        assert response.get_json()["error"]["fields"] == {"password": [TOO_GUESSABLE]}
+        assert response.get_json()["error"]["fields"] == {"password": [TOO_PERSONAL]}
 
     def test_user_creation_rejects_common_password(self, client, factory):
         owner = factory.owner()

@@ -389,3 +389,38 @@ def test_concurrent_hand_overs_leave_one_owner_and_no_500(app, team, factory):
     assert sorted(statuses) == [200, 403]
     listed = app.test_client().get(USERS, headers=heirs[0].headers).get_json()["items"]
     assert [user["role"] for user in listed].count("owner") == 1
+
+
+def test_public_and_private_user_views_have_different_etags(client, team):
+    url = f"{USERS}/{team['member'].id}"
+
+    private = client.get(url, headers=team["owner"].headers).headers["ETag"]
+    public = client.get(url, headers=team["viewer"].headers).headers["ETag"]
+
+    assert private != public
+
+
+def test_patch_me_with_stale_if_match_is_412(client, team):
+    headers = team["member"].headers
+    stale = client.get("/api/v1/me", headers=headers).headers["ETag"]
+    client.patch("/api/v1/me", json={"name": "First"}, headers=headers)
+
+    response = client.patch(
+        "/api/v1/me", json={"name": "Second"}, headers={**headers, "If-Match": stale}
+    )
+
+    assert response.status_code == 412
+    assert (
+        client.get("/api/v1/me", headers=headers).get_json()["user"]["name"] == "First"
+    )
+
+
+def test_patch_me_with_current_if_match_succeeds(client, team):
+    headers = team["member"].headers
+    current = client.get("/api/v1/me", headers=headers).headers["ETag"]
+
+    response = client.patch(
+        "/api/v1/me", json={"name": "Fresh"}, headers={**headers, "If-Match": current}
+    )
+
+    assert response.status_code == 200

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from bastion.api.common import load_json, no_content, public
 from bastion.auth import anonymous_context, caller_context, current_user
-from bastion.errors import NotFoundError
+from bastion.errors import BadRequestError, NotFoundError
 from bastion.mail import send_quietly
 from bastion.schemas.auth import (
     AccountWithUserSchema,
@@ -93,6 +93,8 @@ def refresh() -> Response:
 @bp.post("/logout")
 def logout() -> Response:
     """End the caller's session."""
+    if request.get_data():
+        raise BadRequestError("This request takes no body.")
     registry().sessions.logout(caller_context(), session_id=current_user().session_id)
     return no_content()
 

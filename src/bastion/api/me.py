@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, jsonify, request
 
 from bastion.api.common import load_json, no_content
 from bastion.auth import caller_context, current_user
+from bastion.errors import PreconditionFailedError
 from bastion.policy import USER_PROTECTED_FIELDS
 from bastion.schemas.accounts import AccountSchema
 from bastion.schemas.users import MeUpdateSchema, PasswordChangeSchema, UserSchema
@@ -33,14 +34,29 @@ def _me_response(user: dict[str, Any], account: dict[str, Any]) -> Response:
     return response
 
 
-@bp.get("")
-def get_me() -> Response:
-    """Return the caller's user and account."""
+def _current_me() -> Response:
     services = registry()
     ctx = caller_context()
     user = services.users.get_user(ctx, current_user().id)
     account = services.accounts.get_account(ctx)
     return _me_response(user, account)
+
+
+def _check_if_match() -> None:
+    """Raise 412 when ``If-Match`` names another version of /me."""
+    header = request.headers.get("If-Match")
+    if header is None or header.strip() == "*":
+        return
+    # NOTE: the check and the update run in separate transactions, so a
+    # change landing between them goes unnoticed; /me holds only the name.
+    if header.strip() != _current_me().headers["ETag"]:
+        raise PreconditionFailedError()
+
+
+@bp.get("")
+def get_me() -> Response:
+    """Return the caller's user and account."""
+    return _current_me()
 
 
 @bp.patch("")
@@ -50,6 +66,7 @@ def update_me() -> Response:
         me_update_schema,
         protected=USER_PROTECTED_FIELDS | {"role", "is_active"},
     )
+    _check_if_match()
     services = registry()
     ctx = caller_context()
     user = services.users.update_me(ctx, name=data["name"])

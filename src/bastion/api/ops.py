@@ -49,6 +49,8 @@ def readyz() -> Response:
                 extra={"dependencies": ["migrations"], "pending": pending},
             )
             raise ServiceUnavailableError("The service is not ready.")
+    if "postgresql" not in failed and not services.key_ring.has_signing_key():
+        failed.append("signing_key")
     if failed:
         logger.warning("readiness_failed", extra={"dependencies": failed})
         raise ServiceUnavailableError("The service is not ready.")

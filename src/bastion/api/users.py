@@ -38,6 +38,13 @@ user_schema = UserSchema()
 user_public_schema = UserPublicSchema()
 
 
+def _representation() -> str:
+    """Return the ETag suffix of the user fields the caller's role sees."""
+    if policy.can_see_user_private_fields(current_user().role):
+        return ""
+    return "public"
+
+
 def _output_schema() -> Schema:
     if policy.can_see_user_private_fields(current_user().role):
         return user_schema
@@ -80,7 +87,9 @@ def create_user() -> Response:
 def get_user(user_id: UUID) -> Response:
     """Return one user of the account."""
     user = registry().users.get_user(caller_context(), str(user_id))
-    return resource_response(_output_schema().dump(user), user)
+    return resource_response(
+        _output_schema().dump(user), user, representation=_representation()
+    )
 
 
 @bp.patch("/<uuid:user_id>")

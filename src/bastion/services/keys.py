@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import psycopg
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from psycopg.types.json import Jsonb
@@ -195,6 +196,15 @@ class KeyRing:
             logger.error("no_signing_key")
             raise ServiceUnavailableError("No signing key is available.")
         return self._signing
+
+    def has_signing_key(self) -> bool:
+        """Return whether a usable key can sign, refreshing a stale cache."""
+        try:
+            self._refresh_if_stale()
+        except (psycopg.Error, ServiceUnavailableError):
+            logger.warning("signing_keys_unreadable", exc_info=True)
+            return False
+        return self._signing is not None
 
     def verification_key(self, kid: str) -> ec.EllipticCurvePublicKey | None:
         """Return the public key for ``kid``, or None if unknown or retired."""

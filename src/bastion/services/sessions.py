@@ -216,8 +216,11 @@ class SessionService:
                 target_type="user",
                 target_id=user_id,
             )
+            # Signed inside the block: without a usable signing key the
+            # login rolls back instead of being recorded as a success.
+            pair = self._token_pair(user_id, session_id, refresh_token)
 
-        return self._token_pair(user_id, session_id, refresh_token)
+        return pair
 
     def _insert_refresh_token(self, cur: Cursor, session_id: str, token: str) -> None:
         cur.execute(
