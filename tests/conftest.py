@@ -39,6 +39,7 @@ from bastion import create_app, migrate
 from bastion.config import Settings
 from bastion.devenv import with_user
 from bastion.logging import json_formatter
+from bastion.mail import wait_for_outgoing_mail
 from bastion.migrate import database_name, with_database
 from bastion.roles import RoleTimeouts, create_roles
 
@@ -338,6 +339,7 @@ class Member:
 
 def read_mail(to: str, outbox: Path = OUTBOX_DIR) -> list[EmailMessage]:
     """Return the messages in the file outbox addressed to ``to``, oldest first."""
+    wait_for_outgoing_mail()
     messages = []
     for path in sorted(outbox.glob("*.eml")):
         message = message_from_bytes(path.read_bytes(), policy=policy.default)

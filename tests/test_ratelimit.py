@@ -375,3 +375,37 @@ def test_memory_storage_with_workers_warns_outside_production(caplog):
         check_worker_storage(shared, workers=3)
 
     assert [r.getMessage() for r in caplog.records] == ["ratelimit_storage_per_process"]
+
+
+def test_ipv6_clients_are_keyed_by_their_slash_64(make_app):
+    app = make_app(RATELIMIT_SIGNUP="2 per hour")
+    client = app.test_client()
+    statuses = []
+    for host in range(1, 5):
+        response = client.post(
+            "/api/v1/auth/signup",
+            json={
+                "account_name": "V6",
+                "name": "V6",
+                "email": unique_email("v6"),
+                "password": PASSWORD,
+            },
+            environ_overrides={"REMOTE_ADDR": f"2001:db8:1:2::{host}"},
+        )
+        statuses.append(response.status_code)
+
+    assert statuses == [201, 201, 429, 429]
+
+
+def test_password_change_has_its_own_user_limit(make_app, factory):
+    app = make_app(RATELIMIT_PASSWORD_HASHING="2 per minute")
+    client = app.test_client()
+    owner = factory.owner()
+    body = {"current_password": "wrong password!", "new_password": PASSWORD + "x"}
+
+    statuses = [
+        client.post("/api/v1/me/password", json=body, headers=owner.headers).status_code
+        for _ in range(3)
+    ]
+
+    assert statuses == [403, 403, 429]

@@ -6,6 +6,7 @@ of standard input when that is not a terminal. A password is never an option.
 
 from __future__ import annotations
 
+import os
 import sys
 from uuid import UUID
 
@@ -113,18 +114,39 @@ def db_upgrade(attempts: int, retry_delay: float) -> None:
     click.echo(f"applied {len(applied)} migration(s)")
 
 
+def _admin_database_url() -> str:
+    """Read the superuser URL from ADMIN_DATABASE_URL or its _FILE.
+
+    It may hold a password, so it never comes from the command line.
+    """
+    file_name = os.environ.get("ADMIN_DATABASE_URL_FILE")
+    if file_name:
+        try:
+            with open(file_name, encoding="utf-8") as handle:
+                return handle.read().strip()
+        except OSError as exc:
+            raise click.ClickException(
+                f"cannot read ADMIN_DATABASE_URL_FILE {file_name!r}: {exc.strerror}"
+            ) from None
+    url = os.environ.get("ADMIN_DATABASE_URL")
+    if not url:
+        raise click.ClickException(
+            "set ADMIN_DATABASE_URL (or ADMIN_DATABASE_URL_FILE) to a superuser "
+            "URL on the server"
+        )
+    return url
+
+
 @db_cli.command("create-roles")
-@click.option(
-    "--admin-url",
-    envvar="ADMIN_DATABASE_URL",
-    required=True,
-    help="URL of a superuser on the server (default: $ADMIN_DATABASE_URL); "
-    "only its host, port, user and password are used.",
-)
-def db_create_roles(admin_url: str) -> None:
-    """Create or update the migration, application and definer roles."""
+def db_create_roles() -> None:
+    """Create or update the migration, application and definer roles.
+
+    Connects as the superuser of ADMIN_DATABASE_URL (or the file named by
+    ADMIN_DATABASE_URL_FILE); only its host, port, user and password are used.
+    """
     from bastion.roles import DEFINER_ROLE, RoleTimeouts, create_roles
 
+    admin_url = _admin_database_url()
     settings = registry().settings
     try:
         names = create_roles(

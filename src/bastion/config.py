@@ -254,6 +254,7 @@ class Settings:
     ratelimit_refresh: str = "60 per minute"
     ratelimit_search: str = "60 per minute"
     ratelimit_import: str = "20 per hour"
+    ratelimit_password_hashing: str = "10 per minute; 60 per hour"  # noqa: S105
 
     @property
     def is_production(self) -> bool:
@@ -399,6 +400,11 @@ class Settings:
             ),
             ratelimit_import=reader.get(
                 "RATELIMIT_IMPORT", "20 per hour", _parse_rate_limit
+            ),
+            ratelimit_password_hashing=reader.get(
+                "RATELIMIT_PASSWORD_HASHING",
+                "10 per minute; 60 per hour",
+                _parse_rate_limit,
             ),
         )
         if settings.db_pool_min_size > settings.db_pool_max_size:

@@ -141,7 +141,11 @@ def http_error_response(status: int, headers: dict[str, str] | None = None) -> R
 
 
 def _handle_bastion_error(exc: BastionError) -> Response:
-    if exc.status >= 500:
+    # A 503 is load shedding or an outage the cause of which is logged where
+    # it is detected; logging each one at ERROR would flood the log.
+    if exc.status == 503:
+        logger.warning("request_shed", extra={"error_code": exc.code})
+    elif exc.status >= 500:
         logger.error("request_failed", extra={"error_code": exc.code})
     return error_response(
         exc.status, exc.code, exc.message, fields=exc.fields, headers=exc.headers

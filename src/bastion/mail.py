@@ -12,8 +12,10 @@ import logging
 import os
 import smtplib
 import ssl
+import threading
 import time
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Protocol
@@ -97,3 +99,32 @@ def send_quietly(mailer: Mailer, message: EmailMessage, *, event: str) -> None:
         )
         return
     logger.info("mail_sent", extra={"mail_event": event})
+
+
+# One background sender per process. Mail leaves the request thread, so a
+# slow mail server never shows in the time of this request or of the next
+# one the same worker thread serves: that time would tell an attacker
+# whether a password-reset email belongs to a user.
+_outgoing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail")
+_pending: set[Future[None]] = set()
+_pending_lock = threading.Lock()
+
+
+def send_in_background(mailer: Mailer, message: EmailMessage, *, event: str) -> None:
+    """Queue ``message`` for the background sender and return at once."""
+    future = _outgoing.submit(send_quietly, mailer, message, event=event)
+    with _pending_lock:
+        _pending.add(future)
+    future.add_done_callback(_forget)
+
+
+def _forget(future: Future[None]) -> None:
+    with _pending_lock:
+        _pending.discard(future)
+
+
+def wait_for_outgoing_mail(timeout: float = 10.0) -> None:
+    """Block until the mail queued so far has been handed to the backend."""
+    with _pending_lock:
+        pending = list(_pending)
+    wait(pending, timeout=timeout)

@@ -30,12 +30,13 @@ from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from bastion.config import ConfigError, Settings
+from bastion.services.login_throttle import client_network
 
 logger = logging.getLogger(__name__)
 
 # Load balancers and monitoring call the probes often from one address. The
 # names stay listed even while a build lacks the route.
-EXEMPT_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz", "ops.metrics"})
+EXEMPT_ENDPOINTS = frozenset({"ops.healthz", "ops.readyz", "ops.prometheus_metrics"})
 
 RATE_LIMIT_HEADERS = ("RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset")
 
@@ -43,8 +44,12 @@ _EXTENSION = "bastion_limiter"
 
 
 def address_key() -> str:
-    """Key a request by the client address (as the trusted proxy saw it)."""
-    return f"address:{request.remote_addr or 'unknown'}"
+    """Key a request by the client address (as the trusted proxy saw it).
+
+    IPv6 clients are keyed by their /64, as the login back-off counts them,
+    because one host can pick any address in its /64.
+    """
+    return f"address:{client_network(request.remote_addr) or 'unknown'}"
 
 
 def email_key() -> str:
@@ -146,6 +151,14 @@ ROUTE_LIMITS = (
     ),
     RouteLimit(
         "POST", "/api/v1/contacts/import", "ratelimit_import", user_or_address_key
+    ),
+    # Authenticated routes that run bcrypt: without a limit of their own,
+    # one user could keep every hashing slot of a worker busy.
+    RouteLimit(
+        "POST", "/api/v1/me/password", "ratelimit_password_hashing", user_or_address_key
+    ),
+    RouteLimit(
+        "POST", "/api/v1/users", "ratelimit_password_hashing", user_or_address_key
     ),
 )
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 
 from tests.conftest import PASSWORD, unique_email
@@ -214,3 +217,59 @@ def test_import_retry_writes_once(client, team, db_conn):
         " WHERE account_id = %s AND action = 'contact.imported'",
         (member.account_id,),
     ).fetchone() == (1,)
+
+
+def test_replay_checks_the_role_first(client, factory, team):
+    member = factory.user(team["owner"], "member")
+    body = {"name": "Replayed", "notes": "member-only"}
+    headers = {**member.headers, "Idempotency-Key": "role-check-1"}
+    assert (
+        client.post("/api/v1/contacts", json=body, headers=headers).status_code == 201
+    )
+    client.patch(
+        f"/api/v1/users/{member.id}",
+        json={"role": "viewer"},
+        headers=team["owner"].headers,
+    )
+
+    response = client.post("/api/v1/contacts", json=body, headers=headers)
+
+    assert response.status_code == 403
+
+
+def test_replay_rejects_a_body_the_api_would_reject(client, team):
+    headers = {**team["member"].headers, "Idempotency-Key": "media-check-1"}
+    client.post("/api/v1/contacts", json={"name": "Once"}, headers=headers)
+
+    other_type = client.post(
+        "/api/v1/contacts",
+        data='{"name": "Once"}',
+        content_type="text/plain",
+        headers=headers,
+    )
+    duplicate_keys = client.post(
+        "/api/v1/contacts",
+        data='{"name": "Once", "name": "Once"}',
+        content_type="application/json",
+        headers=headers,
+    )
+
+    assert other_type.status_code == 415
+    assert duplicate_keys.status_code == 400
+
+
+def test_stored_request_hash_is_keyed_by_the_app_secret(client, team, db_conn):
+    body = {"name": "Hashed"}
+    headers = {**team["member"].headers, "Idempotency-Key": "hash-check-1"}
+    client.post("/api/v1/contacts", json=body, headers=headers)
+    stored = db_conn.execute(
+        "SELECT request_hash FROM idempotency_keys WHERE idempotency_key = %s",
+        ("hash-check-1",),
+    ).fetchone()[0]
+
+    plain = hashlib.sha256()
+    for part in (team["member"].id, "POST", "/api/v1/contacts"):
+        plain.update(part.encode() + b"\x00")
+    plain.update(json.dumps(body, sort_keys=True, separators=(",", ":")).encode())
+
+    assert bytes(stored) != plain.digest()

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, jsonify, request
 from bastion.api.common import load_json, no_content, public
 from bastion.auth import anonymous_context, caller_context, current_user
 from bastion.errors import BadRequestError, NotFoundError
-from bastion.mail import send_quietly
+from bastion.mail import send_in_background
 from bastion.schemas.auth import (
     AccountWithUserSchema,
     LoginSchema,
@@ -109,11 +109,7 @@ def request_password_reset() -> tuple[Response, int]:
     response = jsonify({"message": RESET_ACCEPTED})
     message = reset.message
     if message is not None:
-        # Sent after the response is written, so the response time does
-        # not reveal whether the email belongs to a user.
-        response.call_on_close(
-            lambda: send_quietly(services.mailer, message, event="password_reset")
-        )
+        send_in_background(services.mailer, message, event="password_reset")
     return response, 202
 
 

@@ -70,7 +70,7 @@ def list_contacts() -> Response:
 
 
 @bp.post("")
-@idempotent
+@idempotent(guard=_require_writer)
 def create_contact() -> Response:
     """Create a contact in the caller's account."""
     _require_writer()
@@ -82,7 +82,7 @@ def create_contact() -> Response:
 
 
 @bp.post("/import")
-@idempotent
+@idempotent(guard=_require_writer)
 def import_contacts() -> Response:
     """Create or update up to 1,000 contacts by email, all or nothing."""
     _require_writer()

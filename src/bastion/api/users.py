@@ -69,7 +69,7 @@ def list_users() -> Response:
 
 
 @bp.post("")
-@idempotent
+@idempotent(guard=_require_manager)
 def create_user() -> Response:
     """Create a user in the caller's account."""
     role = _require_manager()

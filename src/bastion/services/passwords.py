@@ -66,10 +66,14 @@ class PasswordService:
             field="new_password",
             user_inputs=[user["email"], user["name"], user["account_name"]],
         )
+        if user["locked"]:
+            # No bcrypt for a locked account: the caller is already known,
+            # and skipping the hash keeps a flood from filling the slots.
+            self._record_change_failure(ctx, reason="locked")
+            raise ForbiddenError("The current password is incorrect.")
         matches, _ = self.hasher.verify(current_password, user["password_hash"])
-        if not matches or user["locked"]:
-            reason = "locked" if matches else "wrong_password"
-            self._record_change_failure(ctx, reason=reason)
+        if not matches:
+            self._record_change_failure(ctx, reason="wrong_password")
             raise ForbiddenError("The current password is incorrect.")
         password_hash = self.hasher.hash(new_password)
 
