@@ -30,6 +30,7 @@ from redis.retry import Retry
 from werkzeug.exceptions import HTTPException
 
 from bastion.config import ConfigError, Settings
+from bastion.schemas.common import fold_email
 from bastion.services.login_throttle import client_network
 
 logger = logging.getLogger(__name__)
@@ -68,7 +69,7 @@ def email_key() -> str:
     email = body.get("email") if isinstance(body, dict) else None
     if not isinstance(email, str) or not email.strip():
         return "email:none"
-    digest = hashlib.sha256(email.strip().lower().encode("utf-8")).hexdigest()
+    digest = hashlib.sha256(fold_email(email).encode("utf-8")).hexdigest()
     return f"email:{digest[:32]}"
 
 

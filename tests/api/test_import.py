@@ -235,3 +235,19 @@ def test_import_lock_wait_is_503(client, factory, team, admin_database_url):
     assert blocked.headers["Retry-After"]
     assert blocked.get_json()["error"]["code"] == "service_unavailable"
     assert retried.get_json() == {"created": 0, "updated": 1}
+
+
+def test_import_treats_dotted_capital_i_as_duplicate(client, team):
+    rows = [
+        {"name": "Row zero", "email": "\u0130van-dup@example.com"},
+        {"name": "Row one", "email": "ivan-dup@example.com"},
+    ]
+
+    response = client.post(
+        "/api/v1/contacts/import",
+        json={"contacts": rows},
+        headers=team["member"].headers,
+    )
+
+    assert response.status_code == 422
+    assert "1" in response.get_json()["error"]["fields"]

@@ -86,3 +86,14 @@ class PageQuerySchema(LoadSchema):
         validate=validate.Range(min=1, max=MAX_LIMIT),
     )
     cursor = fields.String(load_default=None, validate=validate.Length(max=512))
+
+
+def fold_email(email: str) -> str:
+    """Case-fold an email the way PostgreSQL's lower() does under C.UTF-8.
+
+    Python lowers U+0130 (capital I with dot) to "i" plus a combining dot,
+    PostgreSQL to a plain "i"; this is the one difference between the two
+    from U+0020 to U+2FFFF. Folding both spellings to "i" can only merge
+    more emails than the database does, never fewer.
+    """
+    return email.strip().lower().replace("i\u0307", "i")

@@ -11,6 +11,7 @@ from bastion.schemas.common import (
     PageQuerySchema,
     UtcDateTime,
     email_field,
+    fold_email,
     name_field,
 )
 
@@ -67,7 +68,7 @@ def load_import_rows(rows: list[Any], schema: Schema) -> list[dict[str, Any]]:
             errors[str(index)] = exc.messages
             continue
         loaded.append(data)
-        email = (data.get("email") or "").lower()
+        email = fold_email(data.get("email") or "")
         if not email:
             continue
         if email in first_row_of_email:
