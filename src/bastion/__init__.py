@@ -41,7 +41,9 @@ def create_app(
 
     expected_migrations = _expected_migrations(settings)
 
-    app = Flask(__name__)
+    # No static folder: Flask would add a /static/<path> route the API never
+    # uses; the /docs assets are served from an allowlist instead.
+    app = Flask(__name__, static_folder=None)
     app.json_provider_class = StrictJSONProvider
     app.json = StrictJSONProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = settings.max_content_length
@@ -55,6 +57,7 @@ def create_app(
 
     from bastion.accesslog import export_route
     from bastion.api import api
+    from bastion.api.docs import bp as docs_bp
     from bastion.api.ops import bp as ops_bp
     from bastion.cli import register_commands
     from bastion.cors import init_cors
@@ -67,6 +70,7 @@ def create_app(
     register_error_handlers(app)
     app.register_blueprint(api)
     app.register_blueprint(ops_bp)
+    app.register_blueprint(docs_bp)
     apply_route_limits(app, limiter)
     export_route(app)
     install_proxy_fix(app, settings)

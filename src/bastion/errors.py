@@ -10,8 +10,10 @@ import logging
 from typing import Any
 
 from flask import Flask, Response, g, jsonify
-from marshmallow import ValidationError
+from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from bastion.schemas.errors import ErrorSchema, ValidationErrorSchema
 
 logger = logging.getLogger(__name__)
 
@@ -108,6 +110,9 @@ _HTTP_CODES: dict[int, tuple[str, str]] = {
     503: ("service_unavailable", ServiceUnavailableError.message),
 }
 
+_error_schema = ErrorSchema()
+_validation_error_schema = ValidationErrorSchema()
+
 
 def error_response(
     status: int,
@@ -123,9 +128,11 @@ def error_response(
         "message": message,
         "request_id": g.get("request_id"),
     }
+    schema: Schema = _error_schema
     if fields is not None:
         body["fields"] = fields
-    response = jsonify({"error": body})
+        schema = _validation_error_schema
+    response = jsonify(schema.dump({"error": body}))
     response.status_code = status
     if status == 401:
         response.headers["WWW-Authenticate"] = 'Bearer realm="bastion"'

@@ -8,6 +8,7 @@ from bastion import policy
 from bastion.api.common import load_query, page_response
 from bastion.auth import caller_context, current_user
 from bastion.errors import ForbiddenError
+from bastion.openapi import Page, operation
 from bastion.schemas.audit import AuditEventSchema
 from bastion.schemas.common import PageQuerySchema
 from bastion.services import registry
@@ -19,6 +20,7 @@ audit_event_schema = AuditEventSchema()
 
 
 @bp.get("")
+@operation(query=PageQuerySchema, response=Page(AuditEventSchema), errors=(403,))
 def list_audit_events() -> Response:
     """List the account's audit events, oldest first."""
     if not policy.can_read_audit(current_user().role):

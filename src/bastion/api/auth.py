@@ -8,6 +8,7 @@ from bastion.api.common import load_json, no_content, public
 from bastion.auth import anonymous_context, caller_context, current_user
 from bastion.errors import BadRequestError, NotFoundError
 from bastion.mail import send_in_background
+from bastion.openapi import operation
 from bastion.schemas.auth import (
     AccountWithUserSchema,
     LoginSchema,
@@ -50,6 +51,12 @@ def _token_body(pair: TokenPair) -> Response:
 
 @bp.post("/signup")
 @public
+@operation(
+    status=201,
+    body=SignupSchema,
+    response=AccountWithUserSchema,
+    errors=(404, 409),
+)
 def signup() -> tuple[Response, int]:
     """Create an account and its owner."""
     services = registry()
@@ -70,6 +77,7 @@ def signup() -> tuple[Response, int]:
 
 @bp.post("/login")
 @public
+@operation(body=LoginSchema, response=TokenPairSchema, errors=(401,))
 def login() -> Response:
     """Exchange an email and password for a token pair."""
     data = load_json(login_schema)
@@ -81,6 +89,7 @@ def login() -> Response:
 
 @bp.post("/refresh")
 @public
+@operation(body=RefreshSchema, response=TokenPairSchema, errors=(401,))
 def refresh() -> Response:
     """Exchange a refresh token for a new pair."""
     data = load_json(refresh_schema)
@@ -91,6 +100,7 @@ def refresh() -> Response:
 
 
 @bp.post("/logout")
+@operation(status=204)
 def logout() -> Response:
     """End the caller's session."""
     if request.get_data():

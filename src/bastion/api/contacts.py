@@ -20,8 +20,11 @@ from bastion.api.common import (
 from bastion.api.idempotency import idempotent
 from bastion.auth import caller_context, current_user
 from bastion.errors import ForbiddenError
+from bastion.openapi import Page, operation
 from bastion.policy import protected_fields
 from bastion.schemas.contacts import (
+    MAX_IMPORT_ROWS,
+    ContactImportResultSchema,
     ContactImportSchema,
     ContactListQuerySchema,
     ContactSchema,
@@ -35,8 +38,32 @@ bp = Blueprint("contacts", __name__, url_prefix="/contacts")
 list_query_schema = ContactListQuerySchema()
 contact_write_schema = ContactWriteSchema()
 contact_import_schema = ContactImportSchema()
+import_result_schema = ContactImportResultSchema()
+# ContactImportSchema checks only the list; load_import_rows checks each row
+# with ContactWriteSchema, so the document shows the rows as that schema.
+IMPORT_BODY = {
+    "type": "object",
+    "properties": {
+        "contacts": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_IMPORT_ROWS,
+            "items": ContactWriteSchema,
+        }
+    },
+    "required": ["contacts"],
+    "additionalProperties": False,
+}
 contact_schema = ContactSchema()
 contact_without_notes_schema = ContactSchema(exclude=("notes",))
+# Viewers get contacts without ``notes``; everyone else gets them whole.
+contact_variants = (ContactSchema, contact_without_notes_schema)
+
+# The operations a client can call next with the id a create returns.
+_BY_ID_LINKS = {
+    f"{verb}_contact": {"contact_id": "$response.body#/id"}
+    for verb in ("get", "update", "delete")
+}
 
 
 def _output() -> tuple[Schema, str]:
@@ -59,6 +86,7 @@ def _require_writer() -> None:
 
 
 @bp.get("")
+@operation(query=ContactListQuerySchema, response=Page(contact_variants))
 def list_contacts() -> Response:
     """List the account's contacts, optionally filtered by ``q``."""
     query = load_query(list_query_schema)
@@ -70,6 +98,16 @@ def list_contacts() -> Response:
 
 
 @bp.post("")
+@operation(
+    status=201,
+    body=ContactWriteSchema,
+    response=ContactSchema,
+    etag=True,
+    location=True,
+    errors=(403, 409),
+    idempotency_key=True,
+    links=_BY_ID_LINKS,
+)
 @idempotent(guard=_require_writer)
 def create_contact() -> Response:
     """Create a contact in the caller's account."""
@@ -82,6 +120,12 @@ def create_contact() -> Response:
 
 
 @bp.post("/import")
+@operation(
+    body=IMPORT_BODY,
+    response=ContactImportResultSchema,
+    errors=(403,),
+    idempotency_key=True,
+)
 @idempotent(guard=_require_writer)
 def import_contacts() -> Response:
     """Create or update up to 1,000 contacts by email, all or nothing."""
@@ -97,10 +141,11 @@ def import_contacts() -> Response:
         raise ForbiddenError("You may not set these fields: " + ", ".join(denied) + ".")
     rows = load_import_rows(data["contacts"], contact_write_schema)
     counts = registry().contacts.import_contacts(caller_context(), rows)
-    return jsonify(counts)
+    return jsonify(import_result_schema.dump(counts))
 
 
 @bp.get("/<uuid:contact_id>")
+@operation(response=contact_variants, etag=True)
 def get_contact(contact_id: UUID) -> Response:
     """Return one contact."""
     contact = registry().contacts.get_contact(caller_context(), str(contact_id))
@@ -108,6 +153,13 @@ def get_contact(contact_id: UUID) -> Response:
 
 
 @bp.patch("/<uuid:contact_id>")
+@operation(
+    body=ContactWriteSchema(partial=True),
+    response=ContactSchema,
+    etag=True,
+    if_match=True,
+    errors=(403, 409),
+)
 def update_contact(contact_id: UUID) -> Response:
     """Change some fields of a contact."""
     _require_writer()
@@ -128,6 +180,7 @@ def update_contact(contact_id: UUID) -> Response:
 
 
 @bp.delete("/<uuid:contact_id>")
+@operation(status=204, if_match=True, errors=(403,))
 def delete_contact(contact_id: UUID) -> Response:
     """Soft-delete a contact."""
     registry().contacts.delete_contact(

@@ -10,8 +10,10 @@ from flask import Blueprint, Response, jsonify, request
 from bastion.api.common import load_json, no_content
 from bastion.auth import caller_context, current_user
 from bastion.errors import PreconditionFailedError
+from bastion.openapi import operation
 from bastion.policy import USER_PROTECTED_FIELDS
 from bastion.schemas.accounts import AccountSchema
+from bastion.schemas.auth import AccountWithUserSchema
 from bastion.schemas.users import MeUpdateSchema, PasswordChangeSchema, UserSchema
 from bastion.services import registry
 
@@ -54,12 +56,20 @@ def _check_if_match() -> None:
 
 
 @bp.get("")
+@operation(response=AccountWithUserSchema, etag=True)
 def get_me() -> Response:
     """Return the caller's user and account."""
     return _current_me()
 
 
 @bp.patch("")
+@operation(
+    body=MeUpdateSchema,
+    response=AccountWithUserSchema,
+    etag=True,
+    if_match=True,
+    errors=(403,),
+)
 def update_me() -> Response:
     """Change the caller's display name."""
     data = load_json(

@@ -10,11 +10,17 @@ from flask.blueprints import BlueprintSetupState
 from bastion import metrics
 from bastion.errors import ServiceUnavailableError
 from bastion.health import Readiness
+from bastion.openapi import operation
+from bastion.schemas.ops import HealthSchema, JwksSchema, ReadinessSchema
 from bastion.services import registry
 
 logger = logging.getLogger(__name__)
 
 bp = Blueprint("ops", __name__)
+
+health_schema = HealthSchema()
+readiness_schema = ReadinessSchema()
+jwks_schema = JwksSchema()
 
 
 @bp.record_once
@@ -26,12 +32,14 @@ def _init_readiness(state: BlueprintSetupState) -> None:
 
 
 @bp.get("/healthz")
+@operation(response=HealthSchema, database=False)
 def healthz() -> Response:
     """Report that the process is running; checks no dependency."""
-    return jsonify({"status": "ok"})
+    return jsonify(health_schema.dump({"status": "ok"}))
 
 
 @bp.get("/readyz")
+@operation(response=ReadinessSchema)
 def readyz() -> Response:
     """Report whether PostgreSQL and Redis, when used, respond in time.
 
@@ -54,7 +62,7 @@ def readyz() -> Response:
     if failed:
         logger.warning("readiness_failed", extra={"dependencies": failed})
         raise ServiceUnavailableError("The service is not ready.")
-    return jsonify({"status": "ready"})
+    return jsonify(readiness_schema.dump({"status": "ready"}))
 
 
 @bp.get("/metrics")
@@ -71,8 +79,9 @@ def prometheus_metrics() -> Response:
 
 
 @bp.get("/.well-known/jwks.json")
+@operation(response=JwksSchema)
 def jwks() -> Response:
     """Publish the public keys that verify access tokens."""
-    response = jsonify({"keys": registry().key_ring.public_jwks()})
+    response = jsonify(jwks_schema.dump({"keys": registry().key_ring.public_jwks()}))
     response.headers["Cache-Control"] = "public, max-age=60"
     return response

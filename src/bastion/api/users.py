@@ -20,6 +20,7 @@ from bastion.api.common import (
 from bastion.api.idempotency import idempotent
 from bastion.auth import caller_context, current_user
 from bastion.errors import ForbiddenError
+from bastion.openapi import Page, operation
 from bastion.schemas.common import PageQuerySchema
 from bastion.schemas.users import (
     UserCreateSchema,
@@ -36,6 +37,12 @@ user_create_schema = UserCreateSchema()
 user_update_schema = UserUpdateSchema()
 user_schema = UserSchema()
 user_public_schema = UserPublicSchema()
+
+# The operations a client can call next with the id a create returns.
+_BY_ID_LINKS = {
+    f"{verb}_user": {"user_id": "$response.body#/id"}
+    for verb in ("get", "update", "delete")
+}
 
 
 def _representation() -> str:
@@ -59,6 +66,7 @@ def _require_manager() -> str:
 
 
 @bp.get("")
+@operation(query=PageQuerySchema, response=Page((UserSchema, UserPublicSchema)))
 def list_users() -> Response:
     """List the account's users."""
     query = load_query(page_query_schema)
@@ -69,6 +77,16 @@ def list_users() -> Response:
 
 
 @bp.post("")
+@operation(
+    status=201,
+    body=UserCreateSchema,
+    response=UserSchema,
+    etag=True,
+    location=True,
+    errors=(403, 409),
+    idempotency_key=True,
+    links=_BY_ID_LINKS,
+)
 @idempotent(guard=_require_manager)
 def create_user() -> Response:
     """Create a user in the caller's account."""
@@ -84,6 +102,7 @@ def create_user() -> Response:
 
 
 @bp.get("/<uuid:user_id>")
+@operation(response=(UserSchema, UserPublicSchema), etag=True)
 def get_user(user_id: UUID) -> Response:
     """Return one user of the account."""
     user = registry().users.get_user(caller_context(), str(user_id))
@@ -93,6 +112,13 @@ def get_user(user_id: UUID) -> Response:
 
 
 @bp.patch("/<uuid:user_id>")
+@operation(
+    body=UserUpdateSchema(partial=True),
+    response=UserSchema,
+    etag=True,
+    if_match=True,
+    errors=(403,),
+)
 def update_user(user_id: UUID) -> Response:
     """Change a user's name, role or active flag."""
     role = _require_manager()
@@ -114,6 +140,7 @@ def update_user(user_id: UUID) -> Response:
 
 
 @bp.delete("/<uuid:user_id>")
+@operation(status=204, if_match=True, errors=(403,))
 def delete_user(user_id: UUID) -> Response:
     """Soft-delete a user and end their sessions."""
     role = _require_manager()

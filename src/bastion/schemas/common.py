@@ -85,7 +85,9 @@ class PageQuerySchema(LoadSchema):
         load_default=DEFAULT_LIMIT,
         validate=validate.Range(min=1, max=MAX_LIMIT),
     )
-    cursor = fields.String(load_default=None, validate=validate.Length(max=512))
+    cursor = fields.String(
+        load_default=None, allow_none=False, validate=validate.Length(max=512)
+    )
 
 
 def fold_email(email: str) -> str:

@@ -42,6 +42,13 @@ class ContactWriteSchema(LoadSchema):
     )
 
 
+class ContactImportResultSchema(Schema):
+    """How many rows of an import were created and how many updated."""
+
+    created = fields.Integer(dump_only=True)
+    updated = fields.Integer(dump_only=True)
+
+
 class ContactImportSchema(LoadSchema):
     """Body of ``POST /contacts/import``; rows are checked by ``load_import_rows``."""
 
@@ -83,7 +90,9 @@ def load_import_rows(rows: list[Any], schema: Schema) -> list[dict[str, Any]]:
 
 
 class ContactListQuerySchema(PageQuerySchema):
-    q = fields.String(load_default=None, validate=validate.Length(min=1, max=100))
+    q = fields.String(
+        load_default=None, allow_none=False, validate=validate.Length(min=1, max=100)
+    )
 
 
 class ContactSchema(Schema):

@@ -1,0 +1,114 @@
+"""The shared parts of the document: security scheme, headers, error responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apispec import APISpec
+
+from bastion.schemas.errors import ErrorSchema, ValidationErrorSchema
+
+BEARER_SCHEME = "bearerAuth"
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Malformed JSON, or an invalid query parameter or cursor.",
+    401: "The access token is missing, expired, revoked or invalid.",
+    403: "The caller's role does not allow this, or the body sets a field "
+    "the caller may not write (the message names it).",
+    404: "Not found, deleted, or in another account.",
+    409: "Conflicts with an existing resource, such as a duplicate email.",
+    412: "`If-Match` names a version that is no longer current.",
+    413: "The request body exceeds the configured size limit.",
+    415: "The request body is not `application/json`.",
+    422: "The request body is invalid; `fields` names each invalid field.",
+    429: "Too many requests; retry after `Retry-After` seconds.",
+    500: "The server failed; the body carries no detail of the failure.",
+    503: "The database is unreachable or timed out; retry after `Retry-After` seconds.",
+}
+
+RETRY_STATUSES = frozenset({429, 503})
+
+_STRING = {"type": "string"}
+RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "The request's id, also in the logs and error bodies.",
+        "required": True,
+        "schema": _STRING,
+    },
+    "ETag": {
+        "description": "The strong entity tag of the resource's version.",
+        "required": True,
+        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+    },
+    "Location": {
+        "description": "The URL of the new resource.",
+        "required": True,
+        "schema": _STRING,
+    },
+    "Retry-After": {
+        "description": "Seconds to wait before retrying.",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0},
+    },
+}
+REQUEST_HEADERS: dict[str, dict[str, Any]] = {
+    "X-Request-ID": {
+        "description": "A client-chosen id of 8 to 128 characters from "
+        "`A-Z a-z 0-9 . _ : -`, echoed back. Any other value is replaced by a "
+        "generated id.",
+        "schema": _STRING,
+    },
+    "If-Match": {
+        "description": "The `ETag` the change is based on. A stale one, or any "
+        "value but an `ETag` or `*`, gets 412 and changes nothing. `*` or no "
+        "header skips the check.",
+        "schema": {"type": "string", "pattern": r'^(\*|"[0-9]+")$'},
+    },
+    "Idempotency-Key": {
+        "description": "A retry with the same key and body returns the first "
+        "response without writing again. The same key with another body gets "
+        "422.",
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    },
+}
+
+
+def add_components(spec: APISpec) -> None:
+    """Register the security scheme, headers and error responses on ``spec``."""
+    spec.components.security_scheme(
+        BEARER_SCHEME,
+        {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": "An ES256 access token from `POST /api/v1/auth/login`.",
+        },
+    )
+    spec.components.schema("Error", schema=ErrorSchema)
+    spec.components.schema("ValidationError", schema=ValidationErrorSchema)
+    for name, header in RESPONSE_HEADERS.items():
+        spec.components.header(name, header)
+    for name, parameter in REQUEST_HEADERS.items():
+        spec.components.parameter(name, "header", parameter)
+
+    for status, text in ERROR_DESCRIPTIONS.items():
+        headers = {"X-Request-ID": {"$ref": header_ref("X-Request-ID")}}
+        if status in RETRY_STATUSES:
+            headers["Retry-After"] = {"$ref": header_ref("Retry-After")}
+        schema = "ValidationError" if status == 422 else "Error"
+        content = {"schema": {"$ref": f"#/components/schemas/{schema}"}}
+        spec.components.response(
+            error_response_name(status),
+            {
+                "description": text,
+                "headers": headers,
+                "content": {"application/json": content},
+            },
+        )
+
+
+def header_ref(name: str) -> str:
+    return f"#/components/headers/{name}"
+
+
+def error_response_name(status: int) -> str:
+    return f"Error{status}"
