@@ -6,13 +6,15 @@ PYTHON ?= python3
 PY := $(VENV)/bin/python
 FLASK := $(VENV)/bin/flask
 PORT ?= 8000
+FUZZ_MAX_EXAMPLES ?= 100
+FUZZ_SEED ?= 1
 export FLASK_APP := bastion
 
 .DEFAULT_GOAL := help
 
 SQUAWK := .ci/squawk/node_modules/.bin/squawk
 
-.PHONY: help install run test test-compat bench lint lint-migrations migration fmt migrate clean
+.PHONY: help install run test test-compat bench fuzz lint lint-migrations migration fmt migrate clean
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -56,6 +58,11 @@ test-compat: install ## Run the previous release's end-to-end test on the curren
 bench: install ## Time reads through nginx with and without a login flood (~2 min).
 	$(PY) -m bastion.devenv --env-file var/bench.env
 	source var/bench.env && $(PY) bench/login_flood.py $(BENCH_ARGS)
+
+fuzz: install ## Fuzz a live server against its OpenAPI document, longer than make test.
+	$(PY) -m bastion.devenv --env-file var/test.env
+	source var/test.env && FUZZ_MAX_EXAMPLES=$(FUZZ_MAX_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) \
+		$(VENV)/bin/pytest -s tests/test_fuzz.py $(PYTEST_ARGS)
 
 lint: install lint-migrations ## Check style, types and the migration files.
 	$(VENV)/bin/ruff check src tests

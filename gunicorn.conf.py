@@ -48,6 +48,13 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 # so nginx, not gunicorn, closes an idle connection and never reuses one
 # that gunicorn closed under it.
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# gunicorn's maximum short of unlimited, so a query within the document's
+# length limits reaches the app and gets its JSON response even when its
+# characters are invalid: a 512-character cursor and a 100-character q of
+# 4-byte characters are about 7.5 KB percent-encoded, over the 4,094 default.
+# NOTE: gunicorn answers a longer request line itself, with 414 and an HTML
+# body instead of the JSON error shape; the document lists that 414.
+limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "8190"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
 

@@ -6,7 +6,8 @@ that only it can return. ``build_document`` walks ``app.url_map`` and adds
 what follows from the route itself: path parameters, the bearer token
 requirement, and the statuses every route of that kind can return. Those
 are 401 for a protected route, 400/413/415/422 for a JSON body, 404 for a
-path parameter, 503 for a route that reads the database, and 500 always.
+path parameter, 503 for a route that reads the database, 500 always, and
+gunicorn's 414 for a request line over its limit.
 A route without a declaration raises ``RouteDocumentationError``, so no
 route ships without being in the document.
 """

@@ -26,6 +26,11 @@ ERROR_DESCRIPTIONS: dict[int, str] = {
 }
 
 RETRY_STATUSES = frozenset({429, 503})
+# Statuses gunicorn returns itself, before the application sees the request.
+SERVER_ERROR_DESCRIPTIONS: dict[int, str] = {
+    414: "The request line exceeds gunicorn's limit (8,190 bytes by default). "
+    "gunicorn answers with an HTML page, not the JSON error shape.",
+}
 
 _STRING = {"type": "string"}
 RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
@@ -103,6 +108,11 @@ def add_components(spec: APISpec) -> None:
                 "headers": headers,
                 "content": {"application/json": content},
             },
+        )
+    for status, text in SERVER_ERROR_DESCRIPTIONS.items():
+        html = {"text/html": {"schema": _STRING}}
+        spec.components.response(
+            error_response_name(status), {"description": text, "content": html}
         )
 
 

@@ -102,7 +102,7 @@ def _success_response(declared: Operation) -> dict[str, Any]:
 
 
 def _error_statuses(declared: Operation, *, secured: bool, has_path: bool) -> set[int]:
-    statuses = set(declared.errors) | {500}
+    statuses = set(declared.errors) | {414, 500}
     if secured:
         statuses.add(401)
     if has_path:

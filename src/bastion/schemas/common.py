@@ -85,8 +85,12 @@ class PageQuerySchema(LoadSchema):
         load_default=DEFAULT_LIMIT,
         validate=validate.Range(min=1, max=MAX_LIMIT),
     )
+    # Cursors are base64url pieces joined by a dot (see pagination.py), so
+    # any other character is a 400 before the cursor is even decoded.
     cursor = fields.String(
-        load_default=None, allow_none=False, validate=validate.Length(max=512)
+        load_default=None,
+        allow_none=False,
+        validate=[validate.Length(max=512), validate.Regexp(r"^[A-Za-z0-9_.-]*$")],
     )
 
 
