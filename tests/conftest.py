@@ -454,23 +454,22 @@ def live_server(
     Module-scoped, so it stops before tests that watch the database's
     connections run.
     """
-    from tests.live import gunicorn
+    from tests.processes import Gunicorn
 
-    settings = app.extensions["bastion"].settings
-    env = {
-        "BASTION_ENV": "test",
-        "DATABASE_URL": database_url,
-        "SECRET_KEY": secrets.token_urlsafe(32),
+    server = Gunicorn(
+        tmp_path_factory.mktemp("live_server") / "gunicorn.log",
+        DATABASE_URL=database_url,
         # The same key as the app fixture, so both read the signing keys.
-        "JWT_KEY_ENCRYPTION_KEY": settings.jwt_key_encryption_key,
-        "BCRYPT_ROUNDS": "4",
+        JWT_KEY_ENCRYPTION_KEY=app.extensions[
+            "bastion"
+        ].settings.jwt_key_encryption_key,
         # Tokens outlive the longest fuzz run, which logs in only once.
-        "ACCESS_TOKEN_TTL_SECONDS": "3600",
-        "GUNICORN_WORKERS": "2",
-    }
-    log_path = tmp_path_factory.mktemp("live_server") / "gunicorn.log"
-    with gunicorn(env, log_path) as base:
-        yield base
+        ACCESS_TOKEN_TTL_SECONDS="3600",
+    ).start()
+    try:
+        yield server.base_url
+    finally:
+        server.stop()
 
 
 @pytest.fixture()

@@ -14,13 +14,31 @@ from typing import Any
 
 import requests
 import schemathesis
+from requests.adapters import HTTPAdapter
 
 LOGOUT_PATH = "/api/v1/auth/logout"
 
 
+# The fuzzer's failed logins lock its client address (127.0.0.1) out of
+# logging in, so the spare logins come from another loopback address.
+SPARE_SOURCE_ADDRESS = "127.0.0.2"
+
+
+class SourceAddressAdapter(HTTPAdapter):
+    """Send requests from ``SPARE_SOURCE_ADDRESS``."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (SPARE_SOURCE_ADDRESS, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+_spare_client = requests.Session()
+_spare_client.mount("http://", SourceAddressAdapter())
+
+
 def spare_session_token() -> str:
     """Log in to the spare account and return a new session's access token."""
-    response = requests.post(
+    response = _spare_client.post(
         os.environ["FUZZ_BASE_URL"] + "/api/v1/auth/login",
         json={
             "email": os.environ["FUZZ_SPARE_EMAIL"],

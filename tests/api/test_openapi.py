@@ -29,6 +29,9 @@ PUBLIC_OPERATIONS = {
     ("get", "/.well-known/jwks.json"),
     ("get", "/docs"),
     ("get", "/docs/assets/{name}"),
+    ("get", "/metrics"),
+    ("post", "/api/v1/auth/password-reset"),
+    ("post", "/api/v1/auth/password-reset/confirm"),
 }
 
 

@@ -12,6 +12,7 @@ from bastion.openapi import operation
 from bastion.schemas.auth import (
     AccountWithUserSchema,
     LoginSchema,
+    MessageSchema,
     PasswordResetConfirmSchema,
     PasswordResetRequestSchema,
     RefreshSchema,
@@ -30,6 +31,7 @@ token_pair_schema = TokenPairSchema()
 account_with_user_schema = AccountWithUserSchema()
 reset_request_schema = PasswordResetRequestSchema()
 reset_confirm_schema = PasswordResetConfirmSchema()
+message_schema = MessageSchema()
 
 RESET_ACCEPTED = (
     "If an active user has this email, a password reset token is on its way."
@@ -111,12 +113,13 @@ def logout() -> Response:
 
 @bp.post("/password-reset")
 @public
+@operation(status=202, body=PasswordResetRequestSchema, response=MessageSchema)
 def request_password_reset() -> tuple[Response, int]:
     """Mail a reset token if an active user has the email; return 202 always."""
     data = load_json(reset_request_schema)
     services = registry()
     reset = services.passwords.request_reset(anonymous_context(), email=data["email"])
-    response = jsonify({"message": RESET_ACCEPTED})
+    response = jsonify(message_schema.dump({"message": RESET_ACCEPTED}))
     message = reset.message
     if message is not None:
         send_in_background(services.mailer, message, event="password_reset")
@@ -125,6 +128,7 @@ def request_password_reset() -> tuple[Response, int]:
 
 @bp.post("/password-reset/confirm")
 @public
+@operation(status=204, body=PasswordResetConfirmSchema)
 def confirm_password_reset() -> Response:
     """Set a new password with a reset token; every session of the user ends."""
     data = load_json(reset_confirm_schema)

@@ -85,6 +85,7 @@ def update_me() -> Response:
 
 
 @bp.post("/password")
+@operation(status=204, body=PasswordChangeSchema, errors=(403,))
 def change_password() -> Response:
     """Change the caller's password; their other sessions end."""
     data = load_json(password_change_schema)

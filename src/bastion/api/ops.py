@@ -66,6 +66,7 @@ def readyz() -> Response:
 
 
 @bp.get("/metrics")
+@operation(media_types=("text/plain",), errors=(404,), database=False)
 def prometheus_metrics() -> Response:
     """Serve Prometheus metrics to allowed networks; 404 to everyone else."""
     services = registry()

@@ -10,7 +10,8 @@ from bastion.schemas.errors import ErrorSchema, ValidationErrorSchema
 
 BEARER_SCHEME = "bearerAuth"
 ERROR_DESCRIPTIONS: dict[int, str] = {
-    400: "Malformed JSON, or an invalid query parameter or cursor.",
+    400: "Malformed JSON, text with NUL or an unpaired surrogate, an invalid "
+    "query parameter or cursor, or an `If-Match` that is not one ETag.",
     401: "The access token is missing, expired, revoked or invalid.",
     403: "The caller's role does not allow this, or the body sets a field "
     "the caller may not write (the message names it).",
@@ -40,14 +41,21 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "schema": _STRING,
     },
     "ETag": {
-        "description": "The strong entity tag of the resource's version.",
+        "description": "The strong entity tag of this representation of the "
+        "resource: its version, plus a suffix when the caller's role sees a "
+        "reduced body.",
         "required": True,
-        "schema": {"type": "string", "pattern": '^"[0-9]+"$'},
+        "schema": {"type": "string", "pattern": '^"[0-9a-z.]+"$'},
     },
     "Location": {
         "description": "The URL of the new resource.",
         "required": True,
         "schema": _STRING,
+    },
+    "WWW-Authenticate": {
+        "description": "The authentication scheme the API expects.",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^Bearer "},
     },
     "Retry-After": {
         "description": "Seconds to wait before retrying.",
@@ -63,10 +71,10 @@ REQUEST_HEADERS: dict[str, dict[str, Any]] = {
         "schema": _STRING,
     },
     "If-Match": {
-        "description": "The `ETag` the change is based on. A stale one, or any "
-        "value but an `ETag` or `*`, gets 412 and changes nothing. `*` or no "
-        "header skips the check.",
-        "schema": {"type": "string", "pattern": r'^(\*|"[0-9]+")$'},
+        "description": "The `ETag` the change is based on. A stale one gets "
+        "412 and changes nothing. `*` or no header skips the check, and any "
+        "other value (a list, a weak tag) is a 400.",
+        "schema": {"type": "string", "pattern": r'^(\*|"[0-9]{1,10}(\.[a-z]+)?")$'},
     },
     "Idempotency-Key": {
         "description": "A retry with the same key and body returns the first "
@@ -99,6 +107,8 @@ def add_components(spec: APISpec) -> None:
         headers = {"X-Request-ID": {"$ref": header_ref("X-Request-ID")}}
         if status in RETRY_STATUSES:
             headers["Retry-After"] = {"$ref": header_ref("Retry-After")}
+        if status == 401:
+            headers["WWW-Authenticate"] = {"$ref": header_ref("WWW-Authenticate")}
         schema = "ValidationError" if status == 422 else "Error"
         content = {"schema": {"$ref": f"#/components/schemas/{schema}"}}
         spec.components.response(

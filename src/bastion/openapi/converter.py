@@ -20,8 +20,13 @@ class SchemaConverter(OpenAPIConverter):
     ``metadata={"optional": True}``. Load schemas keep marshmallow's own
     ``required`` flags. A query field whose ``load_default`` is None but
     which rejects an explicit null gets no ``default``, since null is not
-    one of its values.
+    one of its values. Query parameters allow an empty value, because
+    ``load_query`` treats ``?q=`` as if ``q`` were absent.
     """
+
+    def init_parameter_attribute_functions(self) -> None:
+        super().init_parameter_attribute_functions()
+        self.add_parameter_attribute_function(_query_allows_empty_value)
 
     def field2property(self, field: Any) -> dict[str, Any]:
         prop: dict[str, Any] = super().field2property(field)
@@ -40,6 +45,14 @@ class SchemaConverter(OpenAPIConverter):
             if not field.load_only and not field.metadata.get("optional")
         ]
         return jsonschema
+
+
+def _query_allows_empty_value(
+    _converter: Any, _field: Any, ret: dict[str, Any], **_kwargs: Any
+) -> dict[str, Any]:
+    if ret.get("in") != "query":
+        return {}
+    return {"allowEmptyValue": True}
 
 
 class BastionPlugin(MarshmallowPlugin):

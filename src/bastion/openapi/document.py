@@ -112,7 +112,7 @@ def _error_statuses(declared: Operation, *, secured: bool, has_path: bool) -> se
     if declared.body is not None:
         statuses |= {400, 413, 415, 422}
     if declared.if_match:
-        statuses.add(412)
+        statuses |= {400, 412}
     if declared.rate_limited:
         statuses.add(429)
     if declared.database:
@@ -185,7 +185,7 @@ def build_document(
             "description": "A multi-tenant API for an organisation's contact "
             "records. Every error has the `Error` shape; `fields` appears only "
             "on 422. No string in a request may contain NUL (U+0000) or an "
-            "unpaired surrogate: such a body is a 422, such a query a 400."
+            "unpaired surrogate: such a body or query is a 400."
         },
         security=[{BEARER_SCHEME: []}],
     )

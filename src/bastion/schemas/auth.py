@@ -48,6 +48,12 @@ class PasswordResetConfirmSchema(LoadSchema):
     password = password_field()
 
 
+class MessageSchema(Schema):
+    """A body that only carries a sentence for the user."""
+
+    message = fields.String(dump_only=True)
+
+
 class TokenPairSchema(Schema):
     access_token = fields.String(dump_only=True)
     refresh_token = fields.String(dump_only=True)
