@@ -52,6 +52,11 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "required": True,
         "schema": _STRING,
     },
+    "Idempotent-Replayed": {
+        "description": "`true` when the response is a replay of the first "
+        "response to the same `Idempotency-Key`.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
     "WWW-Authenticate": {
         "description": "The authentication scheme the API expects.",
         "required": True,
@@ -77,10 +82,11 @@ REQUEST_HEADERS: dict[str, dict[str, Any]] = {
         "schema": {"type": "string", "pattern": r'^(\*|"[0-9]{1,10}(\.[a-z]+)?")$'},
     },
     "Idempotency-Key": {
-        "description": "A retry with the same key and body returns the first "
-        "response without writing again. The same key with another body gets "
-        "422.",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        "description": "1 to 255 visible ASCII characters. A retry with the "
+        "same key and body returns the first successful response, with "
+        "`Idempotent-Replayed: true`, and writes nothing. The same key with "
+        "another body gets 422, and a malformed key 400.",
+        "schema": {"type": "string", "pattern": "^[\\x21-\\x7e]{1,255}$"},
     },
 }
 

@@ -67,6 +67,8 @@ def _success_response(declared: Operation) -> dict[str, Any]:
         headers["ETag"] = {"$ref": header_ref("ETag")}
     if declared.location:
         headers["Location"] = {"$ref": header_ref("Location")}
+    if declared.idempotency_key:
+        headers["Idempotent-Replayed"] = {"$ref": header_ref("Idempotent-Replayed")}
     response: dict[str, Any] = {"description": "Success.", "headers": headers}
     if declared.links:
         response["links"] = {
@@ -113,6 +115,8 @@ def _error_statuses(declared: Operation, *, secured: bool, has_path: bool) -> se
         statuses |= {400, 413, 415, 422}
     if declared.if_match:
         statuses |= {400, 412}
+    if declared.idempotency_key:
+        statuses |= {400, 422}
     if declared.rate_limited:
         statuses.add(429)
     if declared.database:
