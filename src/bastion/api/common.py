@@ -10,7 +10,7 @@ from flask import Response, current_app, jsonify, request
 from marshmallow import Schema, ValidationError
 from werkzeug.exceptions import BadRequest, RequestEntityTooLarge, UnsupportedMediaType
 
-from bastion.errors import BadRequestError, ForbiddenError
+from bastion.errors import BadRequestError, ForbiddenError, PreconditionFailedError
 from bastion.jsonio import has_unstorable_text
 from bastion.policy import protected_fields
 
@@ -142,6 +142,16 @@ def if_match_version() -> int | None:
             'If-Match must be "*" or one ETag as returned by this API, such as "3".'
         )
     return int(match["version"])
+
+
+def require_version(row: dict[str, Any], expected_version: int | None) -> None:
+    """Raise PreconditionFailedError unless ``row`` is the expected version.
+
+    The routes call it when a PATCH changes nothing and skips the write,
+    so If-Match is checked there too.
+    """
+    if expected_version is not None and row["version"] != expected_version:
+        raise PreconditionFailedError()
 
 
 def resource_response(

@@ -15,6 +15,7 @@ from bastion.api.common import (
     load_query,
     no_content,
     page_response,
+    require_version,
     resource_response,
 )
 from bastion.api.idempotency import idempotent
@@ -170,9 +171,9 @@ def update_contact(contact_id: UUID) -> Response:
     contacts = registry().contacts
     if not data:
         # An empty change leaves the contact and its version alone.
-        return _contact_response(
-            contacts.get_contact(caller_context(), str(contact_id))
-        )
+        contact = contacts.get_contact(caller_context(), str(contact_id))
+        require_version(contact, expected_version)
+        return _contact_response(contact)
     contact = contacts.update_contact(
         caller_context(), str(contact_id), data, expected_version=expected_version
     )

@@ -15,6 +15,7 @@ from bastion.api.common import (
     load_query,
     no_content,
     page_response,
+    require_version,
     resource_response,
 )
 from bastion.api.idempotency import idempotent
@@ -125,16 +126,18 @@ def update_user(user_id: UUID) -> Response:
     data: dict[str, Any] = load_json(
         user_update_schema, protected=policy.USER_PROTECTED_FIELDS, partial=True
     )
+    expected_version = if_match_version()
     if not data:
         # An empty change leaves the user and its version alone.
         user = registry().users.get_user(caller_context(), str(user_id))
+        require_version(user, expected_version)
         return resource_response(user_schema.dump(user), user)
     user = registry().users.update_user(
         caller_context(),
         str(user_id),
         data,
         actor_role=role,
-        expected_version=if_match_version(),
+        expected_version=expected_version,
     )
     return resource_response(user_schema.dump(user), user)
 
