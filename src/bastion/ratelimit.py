@@ -268,9 +268,17 @@ def _storage_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def is_rate_limited(endpoint: str) -> bool:
+    """Tell whether requests to ``endpoint`` count against a rate limit.
+
+    The OpenAPI document uses this too, to list 429 where it can happen.
+    """
+    return endpoint not in EXEMPT_ENDPOINTS
+
+
 def _is_exempt() -> bool:
     # A CORS preflight does no work and must not spend the route's limit.
-    return request.method == "OPTIONS" or request.endpoint in EXEMPT_ENDPOINTS
+    return request.method == "OPTIONS" or not is_rate_limited(request.endpoint or "")
 
 
 def init_rate_limits(app: Flask, settings: Settings) -> BastionLimiter:

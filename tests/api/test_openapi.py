@@ -15,6 +15,7 @@ from bastion.api import requires_token
 from bastion.api.common import public
 from bastion.api.docs import DOCS_CSP
 from bastion.openapi import RouteDocumentationError, build_document, operation
+from bastion.ratelimit import is_rate_limited
 
 DOCUMENT_URL = "/api/v1/openapi.json"
 HTTP_METHODS = {"get", "put", "post", "patch", "delete"}
@@ -105,7 +106,9 @@ def test_route_without_declaration_is_an_error(make_app):
     application.register_blueprint(extra)
 
     with pytest.raises(RouteDocumentationError, match="/undocumented"):
-        build_document(application, requires_token=requires_token)
+        build_document(
+            application, requires_token=requires_token, is_rate_limited=is_rate_limited
+        )
 
 
 def test_declared_route_joins_document(make_app):
@@ -118,10 +121,12 @@ def test_declared_route_joins_document(make_app):
         return jsonify({})
 
     application.register_blueprint(extra)
-    document = build_document(application, requires_token=requires_token)
+    document = build_document(
+        application, requires_token=requires_token, is_rate_limited=is_rate_limited
+    )
 
     responses = document["paths"]["/extra/{thing_id}"]["get"]["responses"]
-    assert set(responses) == {"200", "404", "409", "414", "500", "503"}
+    assert set(responses) == {"200", "404", "409", "414", "429", "500", "503"}
 
 
 def test_public_operations_match_token_check(document):
@@ -157,7 +162,9 @@ def test_public_api_route_ignores_missing_token(make_app):
         return jsonify({})
 
     application.register_blueprint(extra)
-    document = build_document(application, requires_token=requires_token)
+    document = build_document(
+        application, requires_token=requires_token, is_rate_limited=is_rate_limited
+    )
 
     assert application.test_client().get("/api/v1/extra-public").status_code == 200
     assert document["paths"]["/api/v1/extra-public"]["get"]["security"] == []
@@ -168,9 +175,12 @@ def test_write_operations_document_error_statuses(document):
 
     create = set(ops[("post", "/api/v1/contacts")]["responses"])
     assert create == {"201", "400", "401", "403", "409", "413", "414", "415", "422"} | {
+        "429",
         "500",
         "503",
     }
+    assert "429" in ops[("post", "/api/v1/auth/login")]["responses"]
+    assert "429" not in ops[("get", "/healthz")]["responses"]
     update = set(ops[("patch", "/api/v1/contacts/{contact_id}")]["responses"])
     assert {"404", "409", "412", "422"} <= update
     assert "412" in ops[("delete", "/api/v1/users/{user_id}")]["responses"]
@@ -196,7 +206,15 @@ def test_headers_are_documented(document):
     patch = ops[("patch", "/api/v1/contacts/{contact_id}")]
     assert {"$ref": ref + "If-Match"} in patch["parameters"]
     created = ops[("post", "/api/v1/contacts")]["responses"]["201"]["headers"]
-    assert set(created) == {"X-Request-ID", "ETag", "Location", "Idempotent-Replayed"}
+    assert set(created) == {
+        "X-Request-ID",
+        "ETag",
+        "Location",
+        "Idempotent-Replayed",
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+    }
     for path in ("/api/v1/contacts", "/api/v1/contacts/import", "/api/v1/users"):
         parameters = ops[("post", path)]["parameters"]
         assert {"$ref": ref + "Idempotency-Key"} in parameters, path

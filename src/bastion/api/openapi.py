@@ -17,10 +17,15 @@ _CACHE_KEY = "bastion.openapi"
 def openapi_document() -> dict[str, Any]:
     """Return the application's document, built once per process."""
     from bastion.api import requires_token
+    from bastion.ratelimit import is_rate_limited
 
     document: dict[str, Any] | None = current_app.extensions.get(_CACHE_KEY)
     if document is None:
-        document = build_document(current_app, requires_token=requires_token)
+        document = build_document(
+            current_app,
+            requires_token=requires_token,
+            is_rate_limited=is_rate_limited,
+        )
         current_app.extensions[_CACHE_KEY] = document
     return document
 

@@ -6,10 +6,10 @@ that only it can return. ``build_document`` walks ``app.url_map`` and adds
 what follows from the route itself: path parameters, the bearer token
 requirement, and the statuses every route of that kind can return. Those
 are 401 for a protected route, 400/413/415/422 for a JSON body, 404 for a
-path parameter, 503 for a route that reads the database, 500 always, and
-gunicorn's 414 for a request line over its limit.
-A route without a declaration raises ``RouteDocumentationError``, so no
-route ships without being in the document.
+path parameter, 429 for a rate-limited route, 503 for a route that reads
+the database, 500 always, and gunicorn's 414 for a request line over its
+limit. A route without a declaration raises ``RouteDocumentationError``,
+so no route ships without being in the document.
 """
 
 from __future__ import annotations
@@ -52,7 +52,6 @@ class Operation:
     idempotency_key: bool
     etag: bool
     location: bool
-    rate_limited: bool
     database: bool
     media_types: tuple[str, ...]
     tag: str | None
@@ -70,7 +69,6 @@ def operation(
     idempotency_key: bool = False,
     etag: bool = False,
     location: bool = False,
-    rate_limited: bool = False,
     database: bool = True,
     media_types: tuple[str, ...] = ("application/json",),
     tag: str | None = None,
@@ -83,8 +81,8 @@ def operation(
     ``query`` are the load schemas the view validates with. ``errors`` lists
     the statuses the view raises itself; the ones that follow from the route
     are added by ``build_document``. The flags add the request headers
-    ``If-Match`` (and 412) and ``Idempotency-Key``, the response headers
-    ``ETag`` and ``Location``, and 429 with ``Retry-After``. Set
+    ``If-Match`` (with 400 and 412) and ``Idempotency-Key`` (with 400 and
+    422), and the response headers ``ETag`` and ``Location``. Set
     ``database=False`` for a view that never reads the database (no 503).
     ``links`` maps the operationId of a follow-up operation to its
     parameters, as runtime expressions such as ``$response.body#/id``.
@@ -99,7 +97,6 @@ def operation(
         idempotency_key=idempotency_key,
         etag=etag,
         location=location,
-        rate_limited=rate_limited,
         database=database,
         media_types=media_types,
         tag=tag,
@@ -114,9 +111,12 @@ def operation(
 
 
 def build_document(
-    app: Any, *, requires_token: Callable[[str, Callable[..., Any]], bool]
+    app: Any,
+    *,
+    requires_token: Callable[[str, Callable[..., Any]], bool],
+    is_rate_limited: Callable[[str], bool],
 ) -> dict[str, Any]:
     """Build the OpenAPI document of every route of ``app``; see ``document``."""
     from bastion.openapi.document import build_document as build
 
-    return build(app, requires_token=requires_token)
+    return build(app, requires_token=requires_token, is_rate_limited=is_rate_limited)

@@ -57,6 +57,19 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
         "response to the same `Idempotency-Key`.",
         "schema": {"type": "string", "enum": ["true"]},
     },
+    "RateLimit-Limit": {
+        "description": "Requests allowed in the current window of the "
+        "tightest limit that applies.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "RateLimit-Remaining": {
+        "description": "Requests left in that window.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
+    "RateLimit-Reset": {
+        "description": "Seconds until that window resets.",
+        "schema": {"type": "integer", "minimum": 0},
+    },
     "WWW-Authenticate": {
         "description": "The authentication scheme the API expects.",
         "required": True,

@@ -18,6 +18,7 @@ from bastion.openapi.components import (
     header_ref,
 )
 from bastion.openapi.converter import BastionPlugin, schema_name
+from bastion.ratelimit import RATE_LIMIT_HEADERS
 
 API_VERSION = "1.0.0"
 
@@ -61,7 +62,7 @@ def _body_schema(body: Body) -> Any:
     return body
 
 
-def _success_response(declared: Operation) -> dict[str, Any]:
+def _success_response(declared: Operation, *, rate_limited: bool) -> dict[str, Any]:
     headers: dict[str, Any] = {"X-Request-ID": {"$ref": header_ref("X-Request-ID")}}
     if declared.etag:
         headers["ETag"] = {"$ref": header_ref("ETag")}
@@ -69,6 +70,9 @@ def _success_response(declared: Operation) -> dict[str, Any]:
         headers["Location"] = {"$ref": header_ref("Location")}
     if declared.idempotency_key:
         headers["Idempotent-Replayed"] = {"$ref": header_ref("Idempotent-Replayed")}
+    if rate_limited:
+        for name in RATE_LIMIT_HEADERS:
+            headers[name] = {"$ref": header_ref(name)}
     response: dict[str, Any] = {"description": "Success.", "headers": headers}
     if declared.links:
         response["links"] = {
@@ -103,8 +107,12 @@ def _success_response(declared: Operation) -> dict[str, Any]:
     return response
 
 
-def _error_statuses(declared: Operation, *, secured: bool, has_path: bool) -> set[int]:
+def _error_statuses(
+    declared: Operation, *, secured: bool, has_path: bool, rate_limited: bool
+) -> set[int]:
     statuses = set(declared.errors) | {414, 500}
+    if rate_limited:
+        statuses.add(429)
     if secured:
         statuses.add(401)
     if has_path:
@@ -117,8 +125,6 @@ def _error_statuses(declared: Operation, *, secured: bool, has_path: bool) -> se
         statuses |= {400, 412}
     if declared.idempotency_key:
         statuses |= {400, 422}
-    if declared.rate_limited:
-        statuses.add(429)
     if declared.database:
         statuses.add(503)
     return statuses
@@ -132,6 +138,7 @@ def _operation_object(
     *,
     operation_id: str,
     secured: bool,
+    rate_limited: bool,
 ) -> dict[str, Any]:
     # Docstrings use reST ``code``; the document's text is Markdown.
     docstring = (view.__doc__ or endpoint).strip().replace("``", "`")
@@ -146,9 +153,13 @@ def _operation_object(
         parameters.append("Idempotency-Key")
     parameters.append("X-Request-ID")
 
-    responses: dict[str, Any] = {str(declared.status): _success_response(declared)}
+    success = _success_response(declared, rate_limited=rate_limited)
+    responses: dict[str, Any] = {str(declared.status): success}
     statuses = _error_statuses(
-        declared, secured=secured, has_path=bool(path_parameters)
+        declared,
+        secured=secured,
+        has_path=bool(path_parameters),
+        rate_limited=rate_limited,
     )
     for status in sorted(statuses):
         responses[str(status)] = error_response_name(status)
@@ -173,12 +184,16 @@ def _operation_object(
 
 
 def build_document(
-    app: Flask, *, requires_token: Callable[[str, Callable[..., Any]], bool]
+    app: Flask,
+    *,
+    requires_token: Callable[[str, Callable[..., Any]], bool],
+    is_rate_limited: Callable[[str], bool],
 ) -> dict[str, Any]:
     """Build the OpenAPI document of every route in ``app.url_map``.
 
-    ``requires_token(endpoint, view)`` is the same rule the token check
-    uses. Raise RouteDocumentationError for a route without ``@operation``.
+    ``requires_token(endpoint, view)`` and ``is_rate_limited(endpoint)`` are
+    the rules the token check and the rate limiter use. Raise
+    RouteDocumentationError for a route without ``@operation``.
     """
     spec = APISpec(
         title="Bastion API",
@@ -224,6 +239,7 @@ def build_document(
                 path_parameters,
                 operation_id=operation_id,
                 secured=secured,
+                rate_limited=is_rate_limited(rule.endpoint),
             )
         spec.path(path=path, operations=operations)
     document = spec.to_dict()
