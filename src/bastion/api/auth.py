@@ -102,7 +102,7 @@ def refresh() -> Response:
 
 
 @bp.post("/logout")
-@operation(status=204)
+@operation(status=204, errors=(400,))
 def logout() -> Response:
     """End the caller's session."""
     if request.get_data():

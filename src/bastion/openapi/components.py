@@ -90,9 +90,11 @@ REQUEST_HEADERS: dict[str, dict[str, Any]] = {
     },
     "If-Match": {
         "description": "The `ETag` the change is based on. A stale one gets "
-        "412 and changes nothing. `*` or no header skips the check, and any "
-        "other value (a list, a weak tag) is a 400.",
-        "schema": {"type": "string", "pattern": r'^(\*|"[0-9]{1,10}(\.[a-z]+)?")$'},
+        "412 and changes nothing, and `*` or no header skips the check. Users "
+        "and contacts reject any other value (a list, a weak tag) with 400; "
+        "`/me` compares the value with its current `ETag`, so there any other "
+        "value is a 412.",
+        "schema": {"type": "string", "pattern": r'^(\*|"[0-9a-z.]{1,64}")$'},
     },
     "Idempotency-Key": {
         "description": "1 to 255 visible ASCII characters. A retry with the "
