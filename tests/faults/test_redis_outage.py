@@ -65,6 +65,13 @@ def test_redis_outage_keeps_api_serving(start_gunicorn, redis_server, report):
         )
         assert read.status_code == 200
         tenant.create_contact()
+        # Workers write their log lines after answering, so wait until the
+        # lines of this outage's probes are all in.
+        wait_for(
+            lambda offset=offset: len(server.log_records("request")) >= offset + PROBES,
+            timeout=5,
+            what="request log lines of the probes",
+        )
         expected.update(_workers_that_failed_probes(server, offset))
         assert _warnings_by_worker(server) == expected
 
