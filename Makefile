@@ -14,7 +14,8 @@ export FLASK_APP := bastion
 
 SQUAWK := .ci/squawk/node_modules/.bin/squawk
 
-.PHONY: help install run test test-compat bench fuzz lint lint-migrations migration fmt migrate clean
+.PHONY: help install run test test-compat fuzz lint lint-migrations migration fmt migrate clean
+.PHONY: bench bench-tools bench-flood
 
 help: ## List the targets.
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -48,6 +49,7 @@ run: install ## Serve the API on 127.0.0.1:PORT (default 8000) with a local data
 		&& exec $(VENV)/bin/gunicorn -c gunicorn.conf.py --bind 127.0.0.1:$(PORT) wsgi:app
 
 test: install ## Run the test suite against a fresh test database.
+	-@$(MAKE) --no-print-directory bench-tools
 	$(PY) -m bastion.devenv --env-file var/test.env
 	source var/test.env && $(VENV)/bin/pytest $(PYTEST_ARGS)
 
@@ -55,7 +57,18 @@ test-compat: install ## Run the previous release's end-to-end test on the curren
 	$(PY) -m bastion.devenv --env-file var/test.env
 	source var/test.env && $(PY) -m bastion.compat
 
-bench: install ## Time reads through nginx with and without a login flood (~2 min).
+# root installs with apt-get directly; anyone else goes through sudo.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+BENCH_ARGS ?=
+
+bench-tools: ## Install wrk and pgbouncer from Debian when missing.
+	@command -v wrk >/dev/null 2>&1 && command -v pgbouncer >/dev/null 2>&1 \
+		|| { $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq wrk pgbouncer >/dev/null; }
+
+bench: install bench-tools ## Benchmark the whole stack against baselines; BENCH_ARGS=--help lists options.
+	$(PY) -m bench $(BENCH_ARGS)
+
+bench-flood: install ## Time reads through nginx with and without a login flood (~2 min).
 	$(PY) -m bastion.devenv --env-file var/bench.env
 	source var/bench.env && $(PY) bench/login_flood.py $(BENCH_ARGS)
 
@@ -65,8 +78,8 @@ fuzz: install ## Fuzz a live server against its OpenAPI document, longer than ma
 		$(VENV)/bin/pytest -s tests/test_fuzz.py $(PYTEST_ARGS)
 
 lint: install lint-migrations ## Check style, types and the migration files.
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
 
 lint-migrations: install .ci/squawk/node_modules/.installed ## Check migrations/ with the house rules and squawk.
@@ -78,8 +91,8 @@ migration: install ## Scaffold a migration: NAME=add-x [NUMBER=n] [INDEX=name ON
 		$(if $(INDEX),--index "$(INDEX)" --on "$(ON)")
 
 fmt: install ## Format the code.
-	$(VENV)/bin/ruff format src tests
-	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
 
 clean: ## Remove the virtualenv, node_modules and local state under var/.
 	rm -rf $(VENV) .ci/squawk/node_modules var
