@@ -339,9 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     app_database_url = bench.database_url
     if args.pgbouncer:
         parts = urlsplit(server_url)
-        bouncer = PgBouncer(
-            work_dir / "pgbouncer", server_port=parts.port or 5432, users=["postgres"]
-        )
+        bouncer = PgBouncer(server_port=parts.port or 5432, users=["postgres"])
         bouncer.start(pool_size=20)
         app_database_url = (
             f"postgresql://postgres@127.0.0.1:{bouncer.port}/{args.database_name}"

@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -125,8 +126,10 @@ class Gunicorn:
 class PgBouncer:
     """A private pgbouncer in transaction pooling mode on a free port."""
 
-    def __init__(self, work_dir: Path, *, server_port: int, users: list[str]) -> None:
-        self.work_dir = work_dir
+    def __init__(self, *, server_port: int, users: list[str]) -> None:
+        # Under /tmp rather than a caller's directory, because pgbouncer
+        # runs as the postgres user when started by root and must reach it.
+        self.work_dir = Path(tempfile.mkdtemp(prefix="bastion-pgbouncer-"))
         self.server_port = server_port
         self.users = users
         self.port = free_port()
@@ -134,7 +137,6 @@ class PgBouncer:
 
     def start(self, pool_size: int) -> None:
         binary = shutil.which("pgbouncer") or "/usr/sbin/pgbouncer"
-        self.work_dir.mkdir(parents=True, exist_ok=True)
         auth_file = self.work_dir / "users.txt"
         auth_file.write_text("".join(f'"{user}" ""\n' for user in self.users))
         config = self.work_dir / "pgbouncer.ini"
@@ -156,6 +158,7 @@ class PgBouncer:
         argv = [binary, str(config)]
         if os.geteuid() == 0:
             # pgbouncer refuses to run as root.
+            self.work_dir.chmod(0o755)
             shutil.chown(self.work_dir, "postgres")
             for path in self.work_dir.iterdir():
                 shutil.chown(path, "postgres")
@@ -172,11 +175,11 @@ class PgBouncer:
         raise TimeoutError("pgbouncer did not listen within 10 s")
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        shutil.rmtree(self.work_dir, ignore_errors=True)

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from bench.scenarios import SCENARIOS
 
 from bastion.migrate import with_database
+from bench.scenarios import SCENARIOS
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -161,3 +161,17 @@ def test_rate_limit_and_redis_settings_are_read():
         "https://app.example.com",
         "http://localhost:3000",
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"), [("off", None), ("OFF", None), ("0", 0), ("7", 7)]
+)
+def test_prepare_threshold_accepts_off_or_count(value, expected):
+    settings = Settings.from_env({**BASE, "DB_PREPARE_THRESHOLD": value})
+
+    assert settings.db_prepare_threshold == expected
+
+
+def test_prepare_threshold_rejects_other_words():
+    with pytest.raises(ConfigError, match="DB_PREPARE_THRESHOLD"):
+        Settings.from_env({**BASE, "DB_PREPARE_THRESHOLD": "never"})

@@ -70,6 +70,16 @@ def _parse_positive_float(raw: str) -> float:
     return value
 
 
+# psycopg's own default; typed so that "off" (None) fits the same setting.
+_DEFAULT_PREPARE_THRESHOLD: int | None = 5
+
+
+def _parse_prepare_threshold(raw: str) -> int | None:
+    if raw.strip().lower() == "off":
+        return None
+    return _parse_non_negative_int(raw)
+
+
 def _parse_database_url(raw: str) -> str:
     if not raw.startswith(("postgresql://", "postgres://")):
         raise ValueError("expected a postgresql:// URL")
@@ -212,6 +222,10 @@ class Settings:
     # ``flask db create-roles``, as is db_statement_timeout_ms.
     db_lock_timeout_ms: int = 3000
     db_idle_in_transaction_ms: int = 60_000
+    # Executions of one statement before psycopg prepares it on the server;
+    # None never prepares, which a transaction-mode pgbouncer older than
+    # 1.21 needs because it cannot follow prepared statements.
+    db_prepare_threshold: int | None = 5
     max_content_length: int = 1024 * 1024
     signup_enabled: bool = True
     bcrypt_rounds: int = 12
@@ -309,6 +323,11 @@ class Settings:
             ),
             db_idle_in_transaction_ms=reader.get(
                 "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", 60_000, _parse_non_negative_int
+            ),
+            db_prepare_threshold=reader.get(
+                "DB_PREPARE_THRESHOLD",
+                _DEFAULT_PREPARE_THRESHOLD,
+                _parse_prepare_threshold,
             ),
             max_content_length=reader.get(
                 "MAX_CONTENT_LENGTH", 1024 * 1024, _parse_positive_int

@@ -159,6 +159,7 @@ class Database:
                 "autocommit": True,
                 "row_factory": dict_row,
                 "connect_timeout": settings.db_connect_timeout,
+                "prepare_threshold": settings.db_prepare_threshold,
                 "application_name": "bastion",
                 "options": session_options(settings),
             },
