@@ -26,6 +26,9 @@ class Result:
     rows_per_request: int = 1
     available: bool = True
     note: str = ""
+    # CPU milliseconds per request in the app's workers and in PostgreSQL.
+    app_cpu_ms: float | None = None
+    db_cpu_ms: float | None = None
 
     @property
     def rate(self) -> float:

@@ -30,21 +30,29 @@ def _rate(result: Result) -> str:
     return f"{result.rate:,.1f}"
 
 
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
 def table(run: Run) -> str:
     bare = run.results.get(run.bare_key)
     bare_rate = bare.rate if bare and bare.available else 0.0
     lines = [
-        "| scenario | requests/s | p50 ms | p99 ms | x bare | errors/non-2xx |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| scenario | requests/s | p50 ms | p99 ms | x bare | errors/non-2xx "
+        "| app CPU ms/req | db CPU ms/req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for result in run.results.values():
         if not result.available:
-            lines.append(f"| {result.label} | not available: {result.note} | | | | |")
+            lines.append(
+                f"| {result.label} | not available: {result.note} | | | | | | |"
+            )
             continue
         ratio = f"{result.rate / bare_rate:.2f}" if bare_rate else "-"
         lines.append(
             f"| {result.label} | {_rate(result)} | {result.p50_ms:.1f} "
-            f"| {result.p99_ms:.1f} | {ratio} | {result.errors} |"
+            f"| {result.p99_ms:.1f} | {ratio} | {result.errors} "
+            f"| {_ms(result.app_cpu_ms)} | {_ms(result.db_cpu_ms)} |"
         )
     return "\n".join(lines)
 

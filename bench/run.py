@@ -13,6 +13,7 @@ import dataclasses
 import os
 import secrets
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -40,7 +41,7 @@ from bench.load import (
 )
 from bench.report import Run, render
 from bench.scenarios import SCENARIOS, Fixture, Scenario, login_params
-from bench.servers import ROOT, Gunicorn, PgBouncer
+from bench.servers import ROOT, Gunicorn, PgBouncer, cpu_seconds
 
 DEFAULT_SERVER_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A three-letter substring that matches about 5 % of the generated names.
@@ -139,9 +140,27 @@ class Bench:
         if not self.wanted(scenario.key) and scenario.server != "bare":
             return
         log(f"running {label}")
-        self.run.results[scenario.key] = run_scenario(
+        workers = server.worker_pids()
+        backends = self.backend_pids()
+        app_before, db_before = cpu_seconds(workers), cpu_seconds(backends)
+        result = run_scenario(
             scenario, self.fixture, server, self.load, self.work_dir, label
         )
+        if result.requests:
+            app_used = cpu_seconds(workers) - app_before
+            db_used = cpu_seconds(backends) - db_before
+            result.app_cpu_ms = app_used * 1000 / result.requests
+            result.db_cpu_ms = db_used * 1000 / result.requests
+        self.run.results[scenario.key] = result
+
+    def backend_pids(self) -> list[int]:
+        """Return the PostgreSQL backends connected to the benchmark database."""
+        with psycopg.connect(with_database(self.server_url, "postgres")) as conn:
+            rows = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                (self.args.database_name,),
+            ).fetchall()
+        return [row[0] for row in rows]
 
     def warm_up(self, scenario: Scenario, server: Gunicorn) -> None:
         """Drive ``scenario`` briefly, unrecorded, so every worker has its pool."""
@@ -289,6 +308,8 @@ def write_report(bench: Bench) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # SIGTERM unwinds like an exception, so every server started is stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if shutil.which("wrk") is None:
         sys.exit("bench: wrk is not installed; `make bench-tools` installs it")
     shape = SMOKE if args.smoke else FULL

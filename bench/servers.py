@@ -50,6 +50,22 @@ def http(
         return status, None
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    """Return the user plus system CPU time the processes ``pids`` have used."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        # Fields after the parenthesised command name; utime and stime are
+        # the 14th and 15th fields of the whole line.
+        fields = stat.rsplit(")", 1)[1].split()
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
 class Gunicorn:
     """One gunicorn master started from gunicorn.conf.py, logging to a file."""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 
 import pytest
@@ -138,3 +139,20 @@ def test_error_paths_leave_app_pool_idle(client, app, factory, team):
     )
 
     _assert_pool_idle(app.extensions["bastion"].db)
+
+
+def test_broken_idle_connection_is_replaced_on_checkout(db, db_conn):
+    with db.read() as cur:
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        pids = {cur.fetchone()["pid"]}
+    with db.read() as cur:
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        pids.add(cur.fetchone()["pid"])
+    for pid in pids:
+        db_conn.execute("SELECT pg_terminate_backend(%s)", (pid,))
+    # Longer than the skip window, so the next checkout checks.
+    time.sleep(1.2)
+
+    with db.read() as cur:
+        cur.execute("SELECT pg_backend_pid() AS pid")
+        assert cur.fetchone()["pid"] not in pids

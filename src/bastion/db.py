@@ -56,6 +56,11 @@ _UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 # Integrity errors are how services detect conflicts (a duplicate email is a
 # 409), so they are logged at INFO; every other class at WARNING.
 _EXPECTED_SQLSTATE_CLASSES = {"23"}
+# A connection returned to the pool less than this many seconds ago skips
+# the liveness check (one round trip) on its next checkout. Measured with
+# make bench, that saves a tenth of the app's CPU time per simple read.
+_CHECK_AFTER_IDLE_SECONDS = 1.0
+
 # Database errors already logged, so that a block that re-raises one does
 # not log it twice.
 _logged_errors: weakref.WeakSet[BaseException] = weakref.WeakSet()
@@ -140,14 +145,17 @@ class Database:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.slow_query_ms = settings.slow_query_threshold_ms
+        self._returned_at: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = (
+            weakref.WeakKeyDictionary()
+        )
         self.pool: ConnectionPool[psycopg.Connection[DictRow]] = ConnectionPool(
             settings.database_url,
             min_size=settings.db_pool_min_size,
             max_size=settings.db_pool_max_size,
             timeout=settings.db_pool_timeout,
-            # A broken connection is replaced on checkout instead of failing
-            # the request that happens to receive it.
-            check=ConnectionPool.check_connection,
+            # A connection that sat idle is checked on checkout and replaced
+            # if broken, instead of failing the request that receives it.
+            check=self._check_if_idle,
             # While the server is down the pool retries with a doubling
             # delay. It gives up after this many seconds, and the next
             # request starts a fresh attempt, so recovery waits at most
@@ -167,6 +175,17 @@ class Database:
         )
 
         self._open_lock = threading.Lock()
+
+    def _check_if_idle(self, conn: psycopg.Connection[Any]) -> None:
+        returned = self._returned_at.get(conn)
+        if (
+            returned is not None
+            and time.monotonic() - returned < _CHECK_AFTER_IDLE_SECONDS
+        ):
+            # NOTE: a connection that broke within the last second fails
+            # the one request that gets it (503), and the pool then drops it.
+            return
+        ConnectionPool.check_connection(conn)
 
     def open(self, wait: bool = True) -> None:
         """Open the pool; with ``wait``, fail fast if no connection can be made."""
@@ -239,6 +258,7 @@ class Database:
             _log_db_error(exc)
             raise
         finally:
+            self._returned_at[conn] = time.monotonic()
             self.pool.putconn(conn)
             metrics.observe_pool(self.pool.get_stats())
             logger.debug(
