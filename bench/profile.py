@@ -62,8 +62,14 @@ def _short(frame: str) -> str:
 
 
 @contextmanager
-def record(pid: int, output: Path, seconds: float) -> Iterator[Recording]:
-    """Record every worker of gunicorn master ``pid`` for about ``seconds``."""
+def record(
+    pid: int, output: Path, seconds: float, *, cpu: bool = False
+) -> Iterator[Recording]:
+    """Record every worker of gunicorn master ``pid`` for about ``seconds``.
+
+    With ``cpu``, only samples that hold the GIL count: where Python spends
+    CPU. Without it, waits on PostgreSQL and the network count too.
+    """
     binary = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     process = subprocess.Popen(
         [
@@ -81,6 +87,7 @@ def record(pid: int, output: Path, seconds: float) -> Iterator[Recording]:
             "--output",
             str(output),
             "--nonblocking",
+            *(["--gil"] if cpu else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -20,6 +20,7 @@ class Run:
     hash_seconds: float = 0.0
     cores: int = 1
     profile: list[tuple[str, float, float]] = field(default_factory=list)
+    profile_kind: str = ""
 
 
 def _rate(result: Result) -> str:
@@ -164,7 +165,7 @@ def render(run: Run, title: str) -> str:
     if run.profile:
         sections += [
             "",
-            "## Profile of GET /contacts/{id} (py-spy, all workers)",
+            f"## Profile of GET /contacts/{{id}} (py-spy, {run.profile_kind})",
             "",
             "| function | self % | total % |",
             "|---|---:|---:|",

@@ -68,7 +68,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="connect both apps through a private pgbouncer in transaction mode",
     )
-    add("--profile", action="store_true", help="sample GET /contacts/{id} with py-spy")
+    add(
+        "--profile",
+        choices=("wall", "cpu"),
+        help="sample the workers with py-spy during GET /contacts/{id}: wall "
+        "counts waits too, cpu only samples that hold the GIL",
+    )
     add("--only", help="comma-separated scenario keys to run; the baseline always runs")
     add("--label", default="", help="suffix for the result file name")
     add(
@@ -275,9 +280,16 @@ def measure_app(bench: Bench, env: dict[str, str]) -> None:
             if bench.args.profile and scenario.key == "get":
                 output = bench.work_dir / "profile.txt"
                 pid = app.process.pid if app.process else 0
-                with profile.record(pid, output, bench.load.seconds) as recording:
+                with profile.record(
+                    pid, output, bench.load.seconds, cpu=bench.args.profile == "cpu"
+                ) as recording:
                     bench.scenario(scenario, app)
                 bench.run.profile = recording.top()
+                bench.run.profile_kind = (
+                    "samples holding the GIL"
+                    if bench.args.profile == "cpu"
+                    else "all samples, waits included"
+                )
             else:
                 bench.scenario(scenario, app)
         bench.run.peak_rss_mb = app.peak_rss_mb()
