@@ -11,6 +11,11 @@ The loaded database is kept as a template (``<name>_seed``) whose comment
 holds a hash of the migrations and of the size parameters; each run clones
 it, so the writes of one run never reach the next, and a changed schema
 triggers a fresh load.
+
+Both databases use the roles ``<name>_app`` and ``<name>_owner`` that
+``bastion.roles.create_roles`` sets up, as a deployment would: the app
+connects as the row-only role under row-level security. The rows are
+loaded by the superuser, which row-level security does not bind.
 """
 
 from __future__ import annotations
@@ -29,8 +34,11 @@ import psycopg
 from psycopg import sql
 
 from bastion import migrate
+from bastion.config import Settings
+from bastion.devenv import with_user
 from bastion.migrate import with_database
 from bastion.passwords import PasswordHasher
+from bastion.roles import RoleTimeouts, create_roles
 
 PASSWORD = "bench password that is long enough"
 # Bump when the generated rows change, so cached templates are rebuilt.
@@ -133,6 +141,28 @@ def _seed_comment(admin_url: str, seed_name: str) -> str | None:
     return None if row is None else (row[0] or "")
 
 
+def role_urls(admin_url: str, name: str, database: str) -> tuple[str, str]:
+    """Return the app and migration role URLs of ``database`` for run ``name``."""
+    url = with_database(admin_url, database)
+    return with_user(url, f"{name}_app"), with_user(url, f"{name}_owner")
+
+
+def _create_roles(admin_url: str, name: str, database: str) -> str:
+    """Set up the roles on ``database``; return the migration role's URL."""
+    app_url, owner_url = role_urls(admin_url, name, database)
+    create_roles(
+        with_database(admin_url, database),
+        app_url=app_url,
+        migration_url=owner_url,
+        timeouts=RoleTimeouts(
+            statement_ms=Settings.db_statement_timeout_ms,
+            lock_ms=Settings.db_lock_timeout_ms,
+            idle_in_transaction_ms=Settings.db_idle_in_transaction_ms,
+        ),
+    )
+    return owner_url
+
+
 def prepare_database(admin_url: str, name: str, shape: Shape) -> float:
     """Create database ``name`` as a fresh clone of the seed; return seconds spent.
 
@@ -143,7 +173,7 @@ def prepare_database(admin_url: str, name: str, shape: Shape) -> float:
     wanted = schema_hash(shape)
     if _seed_comment(admin_url, seed_name) != wanted:
         _log(f"loading {shape.contacts:,} contacts into {seed_name} (schema {wanted})")
-        _build_seed(admin_url, seed_name, shape, wanted)
+        _build_seed(admin_url, name, seed_name, shape, wanted)
     else:
         _log(f"reusing {seed_name} (schema {wanted} unchanged)")
     with psycopg.connect(admin_url, autocommit=True) as conn:
@@ -159,10 +189,15 @@ def prepare_database(admin_url: str, name: str, shape: Shape) -> float:
                 sql.Identifier(name), sql.Identifier(seed_name)
             )
         )
+    # The clone belongs to the superuser that made it, and role settings
+    # per database do not travel with a template.
+    _create_roles(admin_url, name, name)
     return time.perf_counter() - started
 
 
-def _build_seed(admin_url: str, seed_name: str, shape: Shape, wanted: str) -> None:
+def _build_seed(
+    admin_url: str, name: str, seed_name: str, shape: Shape, wanted: str
+) -> None:
     seed_url = with_database(admin_url, seed_name)
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute(
@@ -171,7 +206,7 @@ def _build_seed(admin_url: str, seed_name: str, shape: Shape, wanted: str) -> No
             )
         )
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(seed_name)))
-    migrate.upgrade(seed_url)
+    migrate.upgrade(_create_roles(admin_url, name, seed_name))
 
     started = time.perf_counter()
     password_hash = PasswordHasher(shape.bcrypt_rounds).hash(PASSWORD)

@@ -37,12 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
 
 from limits import parse_many  # noqa: E402
-from tests.conftest import PASSWORD, UNREACHED_RATE_LIMITS, recreate_database  # noqa: E402
-from tests.processes import RedisServer  # noqa: E402
-from tests.servers import Gunicorn, Nginx, gunicorn_env, request  # noqa: E402
 
 from bastion import create_app, migrate  # noqa: E402 - needs the path above
 from bastion.config import Settings  # noqa: E402
+from tests.conftest import PASSWORD, UNREACHED_RATE_LIMITS, recreate_database  # noqa: E402
+from tests.processes import RedisServer  # noqa: E402
+from tests.servers import Gunicorn, Nginx, gunicorn_env, request  # noqa: E402
 
 
 def flood_addresses() -> itertools.cycle[str]:

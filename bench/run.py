@@ -128,6 +128,7 @@ class Bench:
     work_dir: Path
     fixture: Fixture
     run: Run
+    bare_database_url: str = ""
 
     @property
     def database_url(self) -> str:
@@ -189,6 +190,8 @@ def run_scenario(
             label, f"the app has no {scenario.requires.replace('_', ' ')}"
         )
     script = write_script(work_dir, scenario.script, scenario.params(fixture))
+    if scenario.connections is not None:
+        load = dataclasses.replace(load, connections=scenario.connections(fixture))
     if not scenario.during_login_flood:
         return run_wrk(server.url, script, load, label, scenario.rows_per_request)
     flood_script = write_script(work_dir, "fixed", login_params(fixture))
@@ -209,6 +212,7 @@ def measure_baselines(bench: Bench, env: dict[str, str]) -> None:
     """Measure the bare app and pgbench on the same SELECT."""
     bare_env = {
         **env,
+        "DATABASE_URL": bench.bare_database_url,
         "BENCH_ACCOUNT_ID": dataset.account_id(1),
         # The bare app logs nothing, not even gunicorn's access line.
         "GUNICORN_ACCESSLOG": "",
@@ -268,6 +272,7 @@ def measure_app(bench: Bench, env: dict[str, str]) -> None:
     fixture = bench.fixture
     try:
         bench.run.ready_seconds = app.start()
+        fixture.hash_slots = stack.hash_slots(env, len(app.worker_pids()))
         fixture.small_token = stack.login(app.url, dataset.owner_email(1))
         fixture.big_token = stack.login(app.url, dataset.owner_email(0))
         with psycopg.connect(bench.database_url, autocommit=True) as conn:
@@ -316,6 +321,13 @@ def write_report(bench: Bench) -> Path:
     path = bench.args.results_dir / f"{now:%Y-%m-%d}-{commit}{suffix}.md"
     path.write_text(page)
     return path
+
+
+def _through(url: str, port: int) -> str:
+    """Return ``url`` pointed at a pgbouncer on ``port`` of loopback."""
+    parts = urlsplit(url)
+    user = f"{parts.username}@" if parts.username else ""
+    return parts._replace(netloc=f"{user}127.0.0.1:{port}").geturl()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -368,25 +380,34 @@ def main(argv: list[str] | None = None) -> int:
         "scenario, on the same machine",
     )
 
+    app_url, owner_url = dataset.role_urls(
+        server_url, args.database_name, args.database_name
+    )
     bouncer = None
-    app_database_url = bench.database_url
+    bare_url = bench.database_url
     if args.pgbouncer:
         parts = urlsplit(server_url)
-        bouncer = PgBouncer(server_port=parts.port or 5432, users=["postgres"])
+        users = [urlsplit(url).username or "" for url in (app_url, bare_url)]
+        bouncer = PgBouncer(server_port=parts.port or 5432, users=users)
         bouncer.start(pool_size=20)
-        app_database_url = (
-            f"postgresql://postgres@127.0.0.1:{bouncer.port}/{args.database_name}"
-        )
+        app_url = _through(app_url, bouncer.port)
+        bare_url = _through(bare_url, bouncer.port)
         bench.fact("pgbouncer", f"transaction pooling, port {bouncer.port}, both apps")
     try:
         env = stack.app_environment(
-            smoke=args.smoke, database_url=app_database_url, facts=bench.run.facts
+            smoke=args.smoke,
+            database_url=app_url,
+            migration_database_url=owner_url,
+            facts=bench.run.facts,
         )
         if bouncer is not None and "DB_PREPARE_THRESHOLD" not in os.environ:
             # pgbouncer before 1.21 cannot follow server-side prepared
             # statements in transaction mode (Debian 12 ships 1.18).
             env["DB_PREPARE_THRESHOLD"] = "off"
         bench.run.facts += stack.tuning_facts(env)
+        # The bare app connects as the superuser, so no row-level security
+        # applies to it.
+        bench.bare_database_url = bare_url
         measure_baselines(bench, env)
         measure_app(bench, env)
     finally:

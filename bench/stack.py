@@ -34,6 +34,7 @@ TUNING_VARIABLES = (
     "GUNICORN_THREADS",
     "DB_POOL_MAX_SIZE",
     "DB_PREPARE_THRESHOLD",
+    "PASSWORD_HASH_CONCURRENCY",
 )
 
 
@@ -56,7 +57,11 @@ def has_rate_limiter() -> bool:
 
 
 def app_environment(
-    *, smoke: bool, database_url: str, facts: list[tuple[str, str]]
+    *,
+    smoke: bool,
+    database_url: str,
+    migration_database_url: str,
+    facts: list[tuple[str, str]],
 ) -> dict[str, str]:
     """Build the environment both apps run with."""
     # The caller's tuning (GUNICORN_*, DB_POOL_*, ...) passes through, but
@@ -68,7 +73,7 @@ def app_environment(
     env.update(
         BASTION_ENV="test" if smoke else "production",
         DATABASE_URL=database_url,
-        MIGRATION_DATABASE_URL=database_url,
+        MIGRATION_DATABASE_URL=migration_database_url,
         SECRET_KEY=secrets.token_urlsafe(32),
         JWT_KEY_ENCRYPTION_KEY=secrets.token_urlsafe(32),
         BCRYPT_ROUNDS=str(shape.bcrypt_rounds),
@@ -194,3 +199,12 @@ def detect_features(
 def log_lines(path: Path) -> int:
     with path.open("rb") as handle:
         return sum(1 for _ in handle)
+
+
+def hash_slots(env: dict[str, str], workers: int) -> int:
+    """Return how many password hashes ``workers`` compute at once, or 0."""
+    defaults = {item.name: item.default for item in dataclasses.fields(Settings)}
+    per_worker = env.get("PASSWORD_HASH_CONCURRENCY") or defaults.get(
+        "password_hash_concurrency"
+    )
+    return workers * int(per_worker) if isinstance(per_worker, int | str) else 0

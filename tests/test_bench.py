@@ -33,11 +33,11 @@ def table_rows(page: str) -> dict[str, list[str]]:
 
 
 @pytest.mark.skipif(shutil.which("wrk") is None, reason="wrk is not installed")
-def test_bench_smoke_writes_table(database_url: str, tmp_path: Path) -> None:
+def test_bench_smoke_writes_table(admin_database_url: str, tmp_path: Path) -> None:
     name = os.environ.get("TEST_DATABASE_NAME", "bastion_test") + "_smoke"
     env = {
         **{k: v for k, v in os.environ.items() if not k.endswith("_FILE")},
-        "BENCH_SERVER_URL": with_database(database_url, "postgres"),
+        "BENCH_SERVER_URL": with_database(admin_database_url, "postgres"),
     }
     completed = subprocess.run(
         [
