@@ -22,6 +22,7 @@ from bastion.config import Settings
 from bastion.db import TxContext
 from bastion.errors import UnauthorizedError, error_response
 from bastion.services.keys import ALGORITHM, KeyRing, SigningKey
+from bastion.token_cache import CachingJWTManager, VerifiedTokenCache
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,16 @@ def _unauthorized(*_args: Any) -> Response:
     return error_response(401, UnauthorizedError.code, UnauthorizedError.message)
 
 
+def _token_manager(app: Flask, settings: Settings, key_ring: KeyRing) -> JWTManager:
+    if not settings.verified_token_cache_size:
+        return JWTManager(app)
+    cache = VerifiedTokenCache(
+        settings.verified_token_cache_size,
+        key_is_active=lambda kid: key_ring.verification_key(kid) is not None,
+    )
+    return CachingJWTManager(app, cache)
+
+
 def init_jwt(app: Flask, settings: Settings, key_ring: KeyRing) -> JWTManager:
     """Configure flask-jwt-extended for ES256 tokens signed by ``key_ring``."""
     app.config.update(
@@ -71,7 +82,7 @@ def init_jwt(app: Flask, settings: Settings, key_ring: KeyRing) -> JWTManager:
         # Tokens travel only in the Authorization header, never in cookies.
         JWT_COOKIE_CSRF_PROTECT=False,
     )
-    jwt = JWTManager(app)
+    jwt = _token_manager(app, settings, key_ring)
 
     @jwt.user_identity_loader
     def _identity(subject: TokenSubject) -> str:

@@ -214,6 +214,8 @@ class Settings:
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
     signing_key_cache_seconds: int = 30
+    # Access tokens whose verified claims each process keeps (0: none).
+    verified_token_cache_size: int = 2048
     db_pool_min_size: int = 1
     db_pool_max_size: int = 4
     db_pool_timeout: float = 5.0
@@ -310,6 +312,9 @@ class Settings:
             ),
             refresh_token_ttl=reader.get(
                 "REFRESH_TOKEN_TTL_SECONDS", 30 * 24 * 3600, _parse_positive_int
+            ),
+            verified_token_cache_size=reader.get(
+                "VERIFIED_TOKEN_CACHE_SIZE", 2048, _parse_non_negative_int
             ),
             signing_key_cache_seconds=reader.get(
                 "SIGNING_KEY_CACHE_SECONDS", 30, _parse_non_negative_int
