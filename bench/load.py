@@ -34,6 +34,11 @@ class Result:
     def rate(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
+    @property
+    def success_rate(self) -> float:
+        """Return the requests per second that got a 2xx answer."""
+        return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
+
 
 def unavailable(label: str, reason: str) -> Result:
     return Result(label, available=False, note=reason)

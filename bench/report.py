@@ -95,7 +95,7 @@ def _logins(run: Run) -> tuple[float, float] | None:
     result = _figure(run, "login")
     if result is None or not run.hash_seconds:
         return None
-    return result.rate, 0.9 * run.cores / run.hash_seconds
+    return result.success_rate, 0.9 * run.cores / run.hash_seconds
 
 
 def _rss(run: Run) -> tuple[float, float] | None:
@@ -126,7 +126,7 @@ TARGETS = (
         False,
     ),
     Target("import rows/s", _import_rows, "rows/s", True),
-    Target("logins/s, limit 0.9 x cores / one hash", _logins, "/s", True),
+    Target("successful logins/s, limit 0.9 x cores / one hash", _logins, "/s", True),
     Target(
         "GET p99 during login flood over without",
         _ratio("get_flood", "get", "p99_ms", 2.0),

@@ -204,7 +204,10 @@ def run_scenario(
         result = run_wrk(server.url, script, load, label)
     finally:
         flood_result = finish_wrk(flood, "login flood")
-    result.note = f"{flood_result.rate:.1f} logins/s alongside"
+    result.note = (
+        f"flood alongside: {flood_result.success_rate:.1f} logins/s, "
+        f"{flood_result.errors / flood_result.seconds:.1f}/s refused"
+    )
     return result
 
 
@@ -272,7 +275,7 @@ def measure_app(bench: Bench, env: dict[str, str]) -> None:
     fixture = bench.fixture
     try:
         bench.run.ready_seconds = app.start()
-        fixture.hash_slots = stack.hash_slots(env, len(app.worker_pids()))
+        fixture.hash_slots = stack.hash_slots(env)
         fixture.small_token = stack.login(app.url, dataset.owner_email(1))
         fixture.big_token = stack.login(app.url, dataset.owner_email(0))
         with psycopg.connect(bench.database_url, autocommit=True) as conn:

@@ -201,10 +201,10 @@ def log_lines(path: Path) -> int:
         return sum(1 for _ in handle)
 
 
-def hash_slots(env: dict[str, str], workers: int) -> int:
-    """Return how many password hashes ``workers`` compute at once, or 0."""
+def hash_slots(env: dict[str, str]) -> int:
+    """Return how many password hashes one worker computes at once, or 0."""
     defaults = {item.name: item.default for item in dataclasses.fields(Settings)}
     per_worker = env.get("PASSWORD_HASH_CONCURRENCY") or defaults.get(
         "password_hash_concurrency"
     )
-    return workers * int(per_worker) if isinstance(per_worker, int | str) else 0
+    return int(per_worker) if isinstance(per_worker, int | str) else 0
