@@ -156,7 +156,15 @@ def targets(run: Run) -> str:
 
 
 def render(run: Run, title: str) -> str:
-    sections = [f"# {title}", "", table(run), "", "## Targets", "", targets(run)]
+    notes = [
+        f"- {result.label}: {result.note}"
+        for result in run.results.values()
+        if result.available and result.note
+    ]
+    sections = [f"# {title}", "", table(run), ""]
+    if notes:
+        sections += [*notes, ""]
+    sections += ["## Targets", "", targets(run)]
     sections += ["", "## Setup", ""]
     sections += [f"- {name}: {value}" for name, value in run.facts]
     if run.peak_rss_mb:
