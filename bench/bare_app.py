@@ -29,11 +29,17 @@ SELECT_CONTACT = """
 
 app = Flask(__name__)
 account_id = os.environ["BENCH_ACCOUNT_ID"]
+# Read as Bastion reads it: "off" never prepares (behind an old pgbouncer).
+threshold = os.environ.get("DB_PREPARE_THRESHOLD", "5")
 pool: ConnectionPool[Any] = ConnectionPool(
     os.environ["DATABASE_URL"],
     min_size=1,
     max_size=int(os.environ.get("DB_POOL_MAX_SIZE", "4")),
-    kwargs={"autocommit": True, "row_factory": dict_row},
+    kwargs={
+        "autocommit": True,
+        "row_factory": dict_row,
+        "prepare_threshold": None if threshold == "off" else int(threshold),
+    },
     open=True,
 )
 
