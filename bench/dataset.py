@@ -2,7 +2,7 @@
 
 Every account, user and contact id is ``md5(<label> || n)::uuid``, so the
 load generator and pgbench can name rows without a lookup. Account 0 is the
-big account that holds about half the contacts, so that a cursor from
+big account with about half the contacts, so that a cursor from
 500,000 rows in exists within one account (cursors are per account). The
 other accounts share the rest evenly. Every account has an owner whose
 password is ``PASSWORD``.
@@ -80,7 +80,7 @@ class Shape:
 
     @property
     def per_account(self) -> int:
-        # The big account holds the deep offset plus one more page; the
+        # The big account contains the deep offset plus one more page; the
         # others share what is left.
         return (self.contacts - self.deep_offset - 500) // (self.accounts - 1)
 

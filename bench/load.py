@@ -36,7 +36,7 @@ class Result:
 
     @property
     def success_rate(self) -> float:
-        """Return the requests per second that got a 2xx answer."""
+        """Return the requests per second that got a 2xx response."""
         return (self.requests - self.errors) / self.seconds if self.seconds else 0.0
 
 
@@ -82,7 +82,7 @@ def write_script(work_dir: Path, name: str, params: dict[str, Any]) -> Path:
 
 @dataclass(frozen=True)
 class Load:
-    """How hard and how long wrk pushes."""
+    """The duration, connections and threads of one load run."""
 
     seconds: float
     connections: int

@@ -17,7 +17,7 @@ from bench.dataset import Shape
 
 @dataclass
 class Fixture:
-    """What the scenarios need to know about this run."""
+    """The facts about this run that the scenarios build their requests from."""
 
     shape: Shape
     run_id: str
@@ -31,8 +31,8 @@ class Fixture:
     search_query: str = ""
     deep_cursor: str | None = None
     features: set[str] = field(default_factory=set)
-    # Hashes one worker computes at once; a worker that gets more
-    # concurrent logins answers 503 from its bulkhead by design.
+    # Hashes one worker computes at once; a worker that receives more
+    # concurrent logins returns 503 from its bulkhead by design.
     hash_slots: int = 0
 
     def auth(self, token: str, **extra: str) -> dict[str, str]:

@@ -78,7 +78,7 @@ class Gunicorn:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 30.0) -> float:
-        """Start the master; return seconds until ``/readyz`` answers 200."""
+        """Start the master; return seconds until ``/readyz`` returns 200."""
         env = {**self.env, "PORT": str(self.port)}
         log = self.log_path.open("ab")
         started = time.perf_counter()

@@ -25,7 +25,7 @@ from bench.servers import ROOT, Gunicorn, http
 
 # High enough that no limit triggers under benchmark load.
 HIGH_LIMIT = "1000000 per minute"
-# The Redis database that holds the benchmark's rate-limit counters.
+# The Redis database number for the benchmark's rate-limit counters.
 REDIS_DB = 13
 # Settings the environment may tune between runs; the report lists them.
 TUNING_VARIABLES = (
@@ -121,7 +121,7 @@ def login(base_url: str, email: str) -> str:
 
 
 def deep_cursor(conn: psycopg.Connection[Any], offset: int, secret_key: str) -> str:
-    """Return the cursor a client holds after paging past ``offset`` rows.
+    """Return the cursor a client has after paging past ``offset`` rows.
 
     Paging there through the API would take 10,000 requests, so the cursor
     is signed here with the app's own codec and secret.

@@ -1,8 +1,8 @@
 """A per-process cache of access tokens whose signature was verified.
 
 flask-jwt-extended decodes a token three times per request and checks its
-ES256 signature once; measured with ``make bench``, that is about a sixth
-of the app's CPU time on ``GET /contacts/{id}``. A client sends the same
+ES256 signature once. In a py-spy profile under ``make bench`` that was
+about a sixth of the app's CPU time on ``GET /contacts/{id}``. A client sends the same
 token for up to its lifetime, so the claims of a verified token are kept,
 keyed by the exact token text, until the token expires.
 
