@@ -103,8 +103,8 @@ def send_quietly(mailer: Mailer, message: EmailMessage, *, event: str) -> None:
 
 # One background sender per process. Mail leaves the request thread, so a
 # slow mail server never shows in the time of this request or of the next
-# one the same worker thread serves: that time would tell an attacker
-# whether a password-reset email belongs to a user.
+# one that the worker thread serves. That time would otherwise tell an
+# attacker whether a password-reset email belongs to a user.
 _outgoing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mail")
 _pending: set[Future[None]] = set()
 _pending_lock = threading.Lock()

@@ -74,8 +74,8 @@ def password_problem(password: str, *, user_inputs: Iterable[str] = ()) -> str |
     inputs = [value for value in user_inputs if value]
     parts = [part for value in inputs for part in _WORD.findall(value.lower())]
     inputs += parts
-    # zxcvbn sees only the scored prefix, so a password built from the
-    # user's own words beyond it is caught here, on the whole password.
+    # zxcvbn scores only the prefix, so a password built from the user's
+    # own words past it is caught here, on the whole password.
     if len(_without_words(password, parts)) < PERSONAL_REMAINDER_MIN:
         return TOO_PERSONAL
     with _zxcvbn_lock:

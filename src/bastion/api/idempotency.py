@@ -68,8 +68,8 @@ def _replay(stored: StoredResponse) -> Response:
 def _check_replayable_request() -> None:
     """Apply the checks every body gets before a stored response is replayed.
 
-    A replay must not answer a request that would now be refused: a body
-    of another media type, or JSON the API rejects.
+    A request that would now be rejected (a body of another media type, or
+    JSON the API refuses to parse) gets its error, not the stored response.
     """
     if request.mimetype != "application/json":
         raise UnsupportedMediaType()
