@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import logging
 import smtplib
-import socket
 import ssl
 import stat
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from bastion.config import ConfigError, Settings
 from bastion.mail import (
@@ -27,6 +20,8 @@ from bastion.mail import (
     send_quietly,
 )
 from tests.conftest import make_settings
+from tests.processes import free_port
+from tests.servers import make_certificate
 
 SMTP_USER = "bastion-mailer"
 SMTP_PASSWORD = "smtp secret for tests"
@@ -51,47 +46,10 @@ class Inbox:
         return AuthResult(success=ok)
 
 
-def _free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory):
     """A self-signed certificate for 127.0.0.1, as (cert file, key file)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=1))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-            ),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    directory = tmp_path_factory.mktemp("tls")
-    cert_file = directory / "cert.pem"
-    key_file = directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
+    return make_certificate(tmp_path_factory.mktemp("tls"))
 
 
 @pytest.fixture()
@@ -112,7 +70,7 @@ def smtp_server(certificate):
                 "auth_require_tls": True,
             }
         controller = Controller(
-            inbox, hostname="127.0.0.1", port=_free_port(), **options
+            inbox, hostname="127.0.0.1", port=free_port(), **options
         )
         controller.start()
         controllers.append(controller)
@@ -205,7 +163,7 @@ def test_file_mailer_writes_one_private_file_per_message(database_url, tmp_path)
 
 
 def test_failed_send_is_logged_without_address_or_body(database_url, caplog):
-    mailer, settings = _mailer(database_url, _free_port(), SMTP_STARTTLS="false")
+    mailer, settings = _mailer(database_url, free_port(), SMTP_STARTTLS="false")
 
     with caplog.at_level(logging.INFO, logger="bastion.mail"):
         send_quietly(mailer, _message(settings), event="password_reset")

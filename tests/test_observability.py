@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import uuid
 
 import pytest
@@ -16,6 +15,7 @@ from bastion.db import TxContext
 from bastion.health import redis_url_for
 from bastion.logging import RequestContextFilter, json_formatter
 from tests.conftest import make_settings
+from tests.processes import free_port
 
 CONTACT_ROUTE = "/api/v1/contacts/<uuid:contact_id>"
 
@@ -52,12 +52,6 @@ def json_log():
 
 def sample(name, **labels):
     return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_request_line_has_route_template_ids_and_timings(
