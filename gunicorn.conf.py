@@ -40,7 +40,7 @@ workers = int(os.environ.get("GUNICORN_WORKERS", str(max(2, _cores))))
 # Match DB_POOL_MAX_SIZE (default 4) so a thread rarely waits for a connection.
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # The pool wait (DB_POOL_TIMEOUT, default 5 s) stays well below this, so an
-# exhausted pool answers 503 instead of getting the worker killed.
+# exhausted pool returns 503 instead of getting the worker killed.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 # On SIGTERM workers finish their requests for up to this long, then exit.
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
@@ -50,10 +50,10 @@ graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 # gunicorn's maximum short of unlimited, so a query within the document's
 # length limits reaches the app and gets its JSON response even when its
-# characters are invalid: a 512-character cursor and a 100-character q of
+# characters are invalid. A 512-character cursor and a 100-character q of
 # 4-byte characters are about 7.5 KB percent-encoded, over the 4,094 default.
-# NOTE: gunicorn answers a longer request line itself, with 414 and an HTML
-# body instead of the JSON error shape; the document lists that 414.
+# NOTE: gunicorn rejects a longer request line itself, with 414 and an HTML
+# body instead of the JSON error shape. The document lists that 414.
 limit_request_line = int(os.environ.get("GUNICORN_LIMIT_REQUEST_LINE", "8190"))
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))
 max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "0"))
@@ -74,7 +74,7 @@ loglevel = os.environ.get("GUNICORN_LOGLEVEL", "info")
 # Each worker imports the app after forking and opens its own pool.
 preload_app = False
 # gunicorn 27 opens a control socket at one fixed path per user, so several
-# instances on one host would fight over it; nothing here uses it.
+# instances on one host would collide on it. Bastion does not use it.
 control_socket_disable = True
 
 

@@ -18,7 +18,7 @@ EXPOSED_HEADERS = (
     "ETag, Location, Retry-After, X-Request-ID, "
     "RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset"
 )
-# Seconds a browser may cache a preflight answer.
+# Seconds a browser may cache a preflight response.
 PREFLIGHT_MAX_AGE = 600
 
 
@@ -31,7 +31,7 @@ def _is_preflight() -> bool:
 
 
 def init_cors(app: Flask, settings: Settings) -> None:
-    """Answer preflights and add CORS headers for the allowed origins."""
+    """Respond to preflights and add CORS headers for the allowed origins."""
     allowed = frozenset(settings.cors_allowed_origins)
     if not allowed:
         return

@@ -1,4 +1,4 @@
-"""Domain errors and the one error body every layer answers with.
+"""Domain errors and the one error body that every layer returns.
 
 Body: ``{"error": {"code", "message", "request_id", "fields"?}}``. Messages
 are ours; exception and driver text only reaches the server log.
@@ -148,8 +148,8 @@ def http_error_response(status: int, headers: dict[str, str] | None = None) -> R
 
 
 def _handle_bastion_error(exc: BastionError) -> Response:
-    # A 503 is load shedding or an outage the cause of which is logged where
-    # it is detected; logging each one at ERROR would flood the log.
+    # A 503 is load shedding or an outage, and its cause is logged where it
+    # is detected. Logging each one at ERROR would flood the log.
     if exc.status == 503:
         logger.warning("request_shed", extra={"error_code": exc.code})
     elif exc.status >= 500:

@@ -68,7 +68,7 @@ class DependencyState:
 
 
 class Readiness:
-    """Check that this instance's dependencies answer within a short timeout."""
+    """Check that this instance's dependencies respond within a short timeout."""
 
     def __init__(self, settings: Settings, db: Database) -> None:
         self.db = db
@@ -86,7 +86,7 @@ class Readiness:
             )
 
     def failed_dependencies(self) -> list[str]:
-        """Return the names of the dependencies that did not answer."""
+        """Return the names of the dependencies that did not respond."""
         failed = []
         try:
             self.db.ping(timeout=self.timeout)

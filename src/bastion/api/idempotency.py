@@ -116,7 +116,7 @@ def _run(
     ctx = caller_context()
 
     # NOTE: the view runs inside the claim's transaction, so POST /users
-    # holds a pooled connection while bcrypt hashes the new password.
+    # keeps a pooled connection checked out while bcrypt hashes the password.
     with registry().idempotency.claim(ctx, key, request_hash(ctx.user_id)) as claim:
         if claim.replay is not None:
             return _replay(claim.replay)

@@ -98,8 +98,9 @@ def fold_email(email: str) -> str:
     """Case-fold an email the way PostgreSQL's lower() does under C.UTF-8.
 
     Python lowers U+0130 (capital I with dot) to "i" plus a combining dot,
-    PostgreSQL to a plain "i"; this is the one difference between the two
-    from U+0020 to U+2FFFF. Folding both spellings to "i" can only merge
-    more emails than the database does, never fewer.
+    and PostgreSQL lowers it to a plain "i". Comparing Python 3.11 with
+    PostgreSQL 15 (C.UTF-8) over U+0020 to U+2FFFF found no other
+    difference. Folding both spellings to "i" can only merge more emails
+    than the database does, never fewer.
     """
     return email.strip().lower().replace("i\u0307", "i")
